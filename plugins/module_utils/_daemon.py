@@ -1,0 +1,231 @@
+# -*- coding: utf-8 -*-
+# Copyright: Demiurge platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""PRIVATE to demiurge.gateway: may change without notice.
+
+Start, stop and signal a long-running process tracked by a pid file, for hosts
+without a service manager. A pid is trusted only while /proc says the process
+is alive (not a zombie) and still runs the same program.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import time
+
+from ansible_collections.demiurge.gateway.plugins.module_utils._errors import (
+    InvalidInputError,
+    ServiceError,
+)
+
+_POLL = 0.05
+
+
+def _proc_status(pid):
+    """(state letter, executable basename) of pid, or None when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        exe = os.path.basename(os.readlink("/proc/%d/exe" % pid))
+    except (OSError, IndexError):
+        return None
+    return fields[0], exe
+
+
+def read_pid(pidfile):
+    try:
+        with open(pidfile) as handle:
+            return int(handle.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def running_pid(pidfile, program):
+    """The pid in pidfile if that process is alive and runs program, else None."""
+    pid = read_pid(pidfile)
+    if pid is None:
+        return None
+    status = _proc_status(pid)
+    if status is None or status[0] in ("Z", "X"):
+        return None
+    # Deleted binaries show as "name (deleted)" after a package upgrade.
+    if status[1].split(" ")[0] != os.path.basename(os.path.realpath(program)):
+        return None
+    return pid
+
+
+def port_open(host, port, timeout=0.2):
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _tail(path, lines=15):
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 8192))
+            return b"\n".join(handle.read().splitlines()[-lines:]).decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _write_atomic(path, text, mode=0o644):
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.rename(tmp, path)
+
+
+class Daemon:
+    """One supervised process, described by the module's options."""
+
+    def __init__(self, name, argv, pidfile, log_file, user=None, chdir=None, environment=None,
+                 wait_host="127.0.0.1", wait_port=None, wait_timeout=30.0,
+                 stop_signal="TERM", reload_signal="HUP", stop_timeout=30.0):
+        if not argv:
+            raise InvalidInputError("Service %s has an empty argv" % name, hint="Give the program and its arguments")
+        self.name = name
+        self.argv = [str(arg) for arg in argv]
+        self.program = self.argv[0]
+        self.pidfile = pidfile
+        self.log_file = log_file
+        self.user = user
+        self.chdir = chdir
+        self.environment = environment or {}
+        self.wait_host = wait_host
+        self.wait_port = wait_port
+        self.wait_timeout = wait_timeout
+        self.stop_signal = self._signal(stop_signal)
+        self.reload_signal = self._signal(reload_signal)
+        self.stop_timeout = stop_timeout
+        if not os.path.isabs(self.program) or not os.access(self.program, os.X_OK):
+            raise InvalidInputError(
+                "Program %s of service %s is not an absolute path to an executable" % (self.program, name),
+                hint="Install the package that provides it or fix argv[0]",
+            )
+
+    def _signal(self, name):
+        try:
+            return getattr(signal, "SIG" + name.upper().replace("SIG", "", 1))
+        except AttributeError:
+            raise InvalidInputError("Unknown signal %r" % name, hint="Use a name such as TERM, INT, QUIT or HUP")
+
+    def pid(self):
+        return running_pid(self.pidfile, self.program)
+
+    def _account(self):
+        if self.user is None:
+            return None
+        try:
+            return pwd.getpwnam(self.user)
+        except KeyError:
+            raise InvalidInputError("User %s for service %s does not exist" % (self.user, self.name),
+                                    hint="Create the user or install the package that does")
+
+    def start(self):
+        """Spawn the process detached from the caller; return its pid once it serves."""
+        account = self._account()
+        for path in (self.pidfile, self.log_file):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        env = dict(os.environ)
+        env.update({key: str(value) for key, value in self.environment.items()})
+        kwargs = {}
+        if account is not None:
+            env.update(HOME=account.pw_dir, USER=account.pw_name, LOGNAME=account.pw_name)
+            kwargs.update(user=account.pw_uid, group=account.pw_gid, extra_groups=os.getgrouplist(account.pw_name, account.pw_gid))
+        log = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        if account is not None:
+            os.fchown(log, account.pw_uid, account.pw_gid)
+        try:
+            # A new session so the process outlives the module and never holds Ansible's pipes.
+            proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True,
+                                    start_new_session=True, cwd=self.chdir or "/", env=env, **kwargs)
+        except OSError as exc:
+            raise ServiceError("Could not start %s (%s): %s" % (self.name, self.program, exc))
+        finally:
+            os.close(log)
+        _write_atomic(self.pidfile, "%d\n" % proc.pid)
+        self._wait_serving(proc)
+        return proc.pid
+
+    def _wait_serving(self, proc):
+        deadline = time.monotonic() + self.wait_timeout
+        while True:
+            code = proc.poll()
+            if code is not None:
+                self._forget()
+                raise ServiceError(
+                    "%s exited with status %s right after start. Last lines of %s:\n%s"
+                    % (self.name, code, self.log_file, _tail(self.log_file)),
+                    hint="Fix the cause shown in the log, then run again",
+                )
+            if self.wait_port is None or port_open(self.wait_host, self.wait_port):
+                return
+            if time.monotonic() > deadline:
+                self.stop(proc.pid)
+                raise ServiceError(
+                    "%s did not listen on %s:%s within %ss. Last lines of %s:\n%s"
+                    % (self.name, self.wait_host, self.wait_port, self.wait_timeout, self.log_file, _tail(self.log_file)),
+                    hint="Check that the port is free and the configuration is valid",
+                )
+            time.sleep(_POLL)
+
+    def _forget(self):
+        try:
+            os.unlink(self.pidfile)
+        except FileNotFoundError:
+            pass
+
+    def stop(self, pid):
+        """Signal pid to stop, escalate to SIGKILL after stop_timeout, drop the pid file."""
+        deadline = time.monotonic() + self.stop_timeout
+        try:
+            os.kill(pid, self.stop_signal)
+            while running_pid(self.pidfile, self.program) == pid:
+                if time.monotonic() > deadline:
+                    os.kill(pid, signal.SIGKILL)
+                    deadline = time.monotonic() + 5
+                time.sleep(_POLL)
+        except ProcessLookupError:
+            pass
+        self._forget()
+
+    def reload(self, pid):
+        try:
+            os.kill(pid, self.reload_signal)
+        except ProcessLookupError:
+            raise ServiceError("%s (pid %d) vanished before it could be reloaded" % (self.name, pid),
+                               hint="Start it with state=started")
+
+    def ensure(self, state, check_mode=False):
+        """Bring the process to state; return (changed, before, after)."""
+        pid = self.pid()
+        before = "running" if pid else "stopped"
+        if state == "stopped":
+            if pid and not check_mode:
+                self.stop(pid)
+            return pid is not None, before, "stopped"
+        if state == "started":
+            if pid:
+                return False, before, "running"
+            if not check_mode:
+                self.start()
+            return True, before, "running"
+        # restarted and reloaded act on a running process, starting it if it is not.
+        if check_mode:
+            return True, before, "running"
+        if pid and state == "reloaded":
+            self.reload(pid)
+        else:
+            if pid:
+                self.stop(pid)
+            self.start()
+        return True, before, "running"

@@ -1,0 +1,222 @@
+# -*- coding: utf-8 -*-
+# Copyright: Demiurge platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""PRIVATE to demiurge.gateway: may change without notice.
+
+Versioned migrations of the pool schema. Append new versions; never edit an
+applied one (its checksum is recorded and checked on every run).
+
+Table and routine names are the platform's, so its other services keep
+working on the same database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import namedtuple
+
+Migration = namedtuple("Migration", "version name sql")
+
+# SQLSTATE raised when no ready gateway exists; callers match on it, not on text.
+POOL_EXHAUSTED_SQLSTATE = "DGA01"
+
+_V1_POOL = r"""
+CREATE TABLE gateways (
+    id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    name            text NOT NULL UNIQUE CHECK (name ~ '^[a-z0-9][a-z0-9-]{0,62}$'),
+    api_url         text NOT NULL,
+    nginx_upstream  text NOT NULL CHECK (nginx_upstream ~ '^[A-Za-z0-9.:\[\]-]+:[0-9]{1,5}$'),
+    status          text NOT NULL DEFAULT 'starting'
+                    CHECK (status IN ('starting', 'ready', 'allocated', 'resetting', 'quarantined', 'retired')),
+    status_reason   text,
+    metadata        jsonb NOT NULL DEFAULT '{}',
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    ready_at        timestamptz
+);
+-- Claims scan only ready gateways, in this order.
+CREATE INDEX gateways_ready_order ON gateways (created_at, id) WHERE status = 'ready';
+
+-- One row per allocation; its id is the allocation id used by DNS ownership and the step journal.
+CREATE TABLE organizations_gateways (
+    id               uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    organization_id  uuid NOT NULL,
+    gateway_id       uuid NOT NULL REFERENCES gateways (id),
+    status           text NOT NULL DEFAULT 'allocating'
+                     CHECK (status IN ('allocating', 'active', 'releasing', 'released', 'failed')),
+    started_at       timestamptz NOT NULL DEFAULT now(),
+    activated_at     timestamptz,
+    stopped_at       timestamptz,
+    stop_reason      text,
+    lease_expires_at timestamptz,
+    CHECK ((stopped_at IS NULL) = (status IN ('allocating', 'active', 'releasing')))
+);
+-- At most one live allocation per organization and per gateway, whatever the callers do.
+CREATE UNIQUE INDEX organizations_gateways_one_per_org
+    ON organizations_gateways (organization_id) WHERE stopped_at IS NULL;
+CREATE UNIQUE INDEX organizations_gateways_one_per_gateway
+    ON organizations_gateways (gateway_id) WHERE stopped_at IS NULL;
+CREATE INDEX organizations_gateways_lease ON organizations_gateways (lease_expires_at) WHERE stopped_at IS NULL;
+
+-- Journal of allocation steps, so a killed run can be rolled back or forward later.
+CREATE TABLE allocation_steps (
+    allocation_id uuid NOT NULL REFERENCES organizations_gateways (id) ON DELETE CASCADE,
+    step          text NOT NULL,
+    state         text NOT NULL CHECK (state IN ('started', 'done', 'undone', 'failed')),
+    detail        jsonb NOT NULL DEFAULT '{}',
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (allocation_id, step)
+);
+
+CREATE TABLE gateway_events (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at              timestamptz NOT NULL DEFAULT now(),
+    kind            text NOT NULL,
+    gateway_id      uuid,
+    organization_id uuid,
+    allocation_id   uuid,
+    detail          jsonb NOT NULL DEFAULT '{}'
+);
+CREATE INDEX gateway_events_at ON gateway_events (at);
+
+CREATE PROCEDURE proc_gateway_new(
+    p_name text, p_api_url text, p_nginx_upstream text, p_metadata jsonb DEFAULT '{}',
+    INOUT o_gateway_id uuid DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO gateways (name, api_url, nginx_upstream, metadata)
+    VALUES (p_name, p_api_url, p_nginx_upstream, coalesce(p_metadata, '{}'))
+    RETURNING id INTO o_gateway_id;
+    INSERT INTO gateway_events (kind, gateway_id, detail)
+    VALUES ('gateway.registered', o_gateway_id, jsonb_build_object('name', p_name));
+END $$;
+
+CREATE PROCEDURE proc_gateways_set_ready(p_gateway_id uuid)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_status text;
+BEGIN
+    SELECT status INTO v_status FROM gateways WHERE id = p_gateway_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'gateway % does not exist', p_gateway_id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF EXISTS (SELECT 1 FROM organizations_gateways WHERE gateway_id = p_gateway_id AND stopped_at IS NULL) THEN
+        RAISE EXCEPTION 'gateway % is allocated and cannot return to the pool', p_gateway_id
+            USING ERRCODE = 'object_in_use', HINT = 'Release its organization first';
+    END IF;
+    IF v_status = 'retired' THEN
+        RAISE EXCEPTION 'gateway % is retired', p_gateway_id USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF v_status <> 'ready' THEN
+        UPDATE gateways SET status = 'ready', status_reason = NULL, ready_at = now(), updated_at = now()
+        WHERE id = p_gateway_id;
+        INSERT INTO gateway_events (kind, gateway_id, detail)
+        VALUES ('gateway.ready', p_gateway_id, jsonb_build_object('from', v_status));
+    END IF;
+END $$;
+
+-- Claim a ready gateway for an organization. No transaction control inside: the
+-- caller's transaction decides, so a rolled-back caller leaves no trace.
+CREATE PROCEDURE proc_organizations_start_gateway(
+    p_organization_id uuid, p_lease interval DEFAULT interval '10 minutes',
+    INOUT o_allocation_id uuid DEFAULT NULL, INOUT o_gateway_id uuid DEFAULT NULL,
+    INOUT o_created boolean DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_gateway uuid;
+BEGIN
+    IF p_organization_id IS NULL THEN
+        RAISE EXCEPTION 'organization id is null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- Serialise claims per organization, so concurrent calls for one org cannot take two gateways
+    -- and a caller never sees another claim of its own org half done.
+    PERFORM pg_advisory_xact_lock(hashtextextended('demiurge.gateway/org/' || p_organization_id::text, 0));
+
+    SELECT id, gateway_id INTO o_allocation_id, o_gateway_id
+    FROM organizations_gateways WHERE organization_id = p_organization_id AND stopped_at IS NULL;
+    IF FOUND THEN
+        o_created := false;
+        RETURN;
+    END IF;
+
+    LOOP
+        -- Fast path: the first ready gateway nobody else is claiming right now.
+        SELECT id INTO v_gateway FROM gateways WHERE status = 'ready'
+        ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED;
+        EXIT WHEN FOUND;
+        -- Every ready gateway is locked by an in-flight claim that may still roll back:
+        -- wait for those claims instead of answering "exhausted" too early.
+        SELECT id INTO v_gateway FROM gateways WHERE status = 'ready'
+        ORDER BY created_at, id LIMIT 1 FOR UPDATE;
+        EXIT WHEN FOUND;
+        -- Fresh snapshot: a gateway may have become ready meanwhile.
+        IF NOT EXISTS (SELECT 1 FROM gateways WHERE status = 'ready') THEN
+            RAISE EXCEPTION 'no gateway available' USING ERRCODE = 'DGA01',
+                HINT = 'Every gateway in the pool is allocated or not ready; add gateways or release some';
+        END IF;
+    END LOOP;
+
+    UPDATE gateways SET status = 'allocated', updated_at = now() WHERE id = v_gateway;
+    INSERT INTO organizations_gateways (organization_id, gateway_id, lease_expires_at)
+    VALUES (p_organization_id, v_gateway, now() + p_lease)
+    RETURNING id INTO o_allocation_id;
+    o_gateway_id := v_gateway;
+    o_created := true;
+    INSERT INTO gateway_events (kind, gateway_id, organization_id, allocation_id)
+    VALUES ('allocation.claimed', v_gateway, p_organization_id, o_allocation_id);
+END $$;
+
+-- End the organization's live allocation; the gateway goes to 'resetting' until it is
+-- reset and healthy (proc_gateways_set_ready). A call without a live allocation is a no-op.
+CREATE PROCEDURE proc_organizations_gateways_stop(
+    p_organization_id uuid, p_reason text DEFAULT 'released',
+    INOUT o_allocation_id uuid DEFAULT NULL, INOUT o_gateway_id uuid DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('demiurge.gateway/org/' || p_organization_id::text, 0));
+    UPDATE organizations_gateways
+    SET stopped_at = now(), stop_reason = p_reason,
+        status = CASE WHEN p_reason = 'released' THEN 'released' ELSE 'failed' END
+    WHERE organization_id = p_organization_id AND stopped_at IS NULL
+    RETURNING id, gateway_id INTO o_allocation_id, o_gateway_id;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    UPDATE gateways SET status = 'resetting', updated_at = now() WHERE id = o_gateway_id;
+    INSERT INTO gateway_events (kind, gateway_id, organization_id, allocation_id, detail)
+    VALUES ('allocation.stopped', o_gateway_id, p_organization_id, o_allocation_id,
+            jsonb_build_object('reason', p_reason));
+END $$;
+
+CREATE FUNCTION func_organizations_get_active_gateway(p_organization_id uuid)
+RETURNS TABLE (allocation_id uuid, allocation_status text, gateway_id uuid, gateway_name text,
+               api_url text, nginx_upstream text, started_at timestamptz, lease_expires_at timestamptz)
+LANGUAGE sql STABLE AS $$
+    SELECT og.id, og.status, g.id, g.name, g.api_url, g.nginx_upstream, og.started_at, og.lease_expires_at
+    FROM organizations_gateways og JOIN gateways g ON g.id = og.gateway_id
+    WHERE og.organization_id = p_organization_id AND og.stopped_at IS NULL
+$$;
+
+CREATE FUNCTION func_gateway_stats()
+RETURNS TABLE (total bigint, starting bigint, ready bigint, allocated bigint, resetting bigint,
+               quarantined bigint, retired bigint, live_allocations bigint)
+LANGUAGE sql STABLE AS $$
+    SELECT count(*),
+           count(*) FILTER (WHERE status = 'starting'),
+           count(*) FILTER (WHERE status = 'ready'),
+           count(*) FILTER (WHERE status = 'allocated'),
+           count(*) FILTER (WHERE status = 'resetting'),
+           count(*) FILTER (WHERE status = 'quarantined'),
+           count(*) FILTER (WHERE status = 'retired'),
+           (SELECT count(*) FROM organizations_gateways WHERE stopped_at IS NULL)
+    FROM gateways
+$$;
+"""
+
+MIGRATIONS = (
+    Migration(1, "pool tables, allocation journal, events and routines", _V1_POOL),
+)
+
+
+def checksum(migration):
+    return hashlib.sha256(migration.sql.encode("utf-8")).hexdigest()

@@ -1,0 +1,174 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Demiurge platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: daemon
+short_description: Run a service as a supervised process on hosts without a service manager
+version_added: 0.1.0
+description:
+  - Starts, stops, restarts or reloads one long-running program tracked by a pid file.
+  - Used by the collection's roles for the local stack, where there is no systemd. On hosts with
+    systemd the roles use unit files instead.
+  - A pid file is trusted only while the process it names is alive and runs O(argv[0]), so a stale
+    file after a crash or reboot does not hide a stopped service.
+  - With O(wait_port), start returns only once the program accepts TCP connections; a program that
+    exits or never listens fails the task with the last lines of O(log_file).
+extends_documentation_fragment:
+  - demiurge.gateway.attributes
+attributes:
+  idempotent:
+    details: V(restarted) and V(reloaded) always act and report a change.
+options:
+  name:
+    description: Name of the service, used in messages.
+    type: str
+    required: true
+  argv:
+    description:
+      - Program and arguments. The program runs in the foreground from the module's point of view
+        and must not daemonize itself.
+      - O(argv[0]) must be an absolute path.
+    type: list
+    elements: str
+    required: true
+  pidfile:
+    description: File that records the pid of the running process.
+    type: path
+    required: true
+  log_file:
+    description: File that receives the program's standard output and error.
+    type: path
+    required: true
+  state:
+    description:
+      - V(started) starts the program when it is not running.
+      - V(stopped) sends O(stop_signal) and waits, then C(SIGKILL) after O(stop_timeout).
+      - V(restarted) stops then starts. V(reloaded) sends O(reload_signal), starting the program if it is not running.
+    type: str
+    choices: [started, stopped, restarted, reloaded]
+    default: started
+  user:
+    description: Run the program as this user (with its primary and supplementary groups).
+    type: str
+  chdir:
+    description: Working directory of the program.
+    type: path
+  environment:
+    description: Extra environment variables for the program.
+    type: dict
+    default: {}
+  wait_host:
+    description: Address to probe with O(wait_port).
+    type: str
+    default: 127.0.0.1
+  wait_port:
+    description: TCP port the program listens on once it is ready.
+    type: int
+  wait_timeout:
+    description: Seconds to wait for O(wait_port).
+    type: float
+    default: 30
+  stop_signal:
+    description: Signal that asks the program to stop (for PostgreSQL, V(INT) is its fast shutdown).
+    type: str
+    default: TERM
+  reload_signal:
+    description: Signal that asks the program to reload its configuration.
+    type: str
+    default: HUP
+  stop_timeout:
+    description: Seconds to wait after O(stop_signal) before C(SIGKILL).
+    type: float
+    default: 30
+seealso:
+  - module: ansible.builtin.systemd_service
+author:
+  - Demiurge platform team
+"""
+
+EXAMPLES = r"""
+- name: Run nginx for the local stack
+  vars:
+    env_dir: "{{ 'dev-001' | demiurge.gateway.state_path }}"
+  demiurge.gateway.daemon:
+    name: edge-nginx
+    argv: [/usr/sbin/nginx, -p, "{{ env_dir }}/nginx", -c, conf/nginx.conf, -g, "daemon off;"]
+    pidfile: "{{ env_dir }}/run/edge-nginx.pid"
+    log_file: "{{ env_dir }}/log/edge-nginx.log"
+    wait_port: 15080
+
+- name: Stop PostgreSQL with a fast shutdown
+  vars:
+    env_dir: "{{ 'dev-001' | demiurge.gateway.state_path }}"
+  demiurge.gateway.daemon:
+    name: pool-db
+    argv: [/usr/lib/postgresql/15/bin/postgres, -D, "{{ env_dir }}/postgresql/data"]
+    pidfile: "{{ env_dir }}/run/pool-db.pid"
+    log_file: "{{ env_dir }}/log/pool-db.log"
+    stop_signal: INT
+    state: stopped
+"""
+
+RETURN = r"""
+pid:
+  description: Pid of the running process, or null when it is stopped.
+  returned: always
+  type: int
+  sample: 4242
+state:
+  description: V(running) or V(stopped) after the task (predicted in check mode).
+  returned: always
+  type: str
+  sample: running
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.demiurge.gateway.plugins.module_utils._daemon import Daemon
+from ansible_collections.demiurge.gateway.plugins.module_utils._module import run_module
+
+
+def ensure_daemon(module):
+    params = module.params
+    daemon = Daemon(
+        params["name"], params["argv"], params["pidfile"], params["log_file"], user=params["user"],
+        chdir=params["chdir"], environment=params["environment"], wait_host=params["wait_host"],
+        wait_port=params["wait_port"], wait_timeout=params["wait_timeout"], stop_signal=params["stop_signal"],
+        reload_signal=params["reload_signal"], stop_timeout=params["stop_timeout"],
+    )
+    changed, before, after = daemon.ensure(params["state"], check_mode=module.check_mode)
+    result = {"changed": changed, "state": after, "pid": daemon.pid()}
+    if module._diff:
+        result["diff"] = {"before": {"state": before}, "after": {"state": after}}
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "name": {"type": "str", "required": True},
+            "argv": {"type": "list", "elements": "str", "required": True},
+            "pidfile": {"type": "path", "required": True},
+            "log_file": {"type": "path", "required": True},
+            "state": {"type": "str", "default": "started", "choices": ["started", "stopped", "restarted", "reloaded"]},
+            "user": {"type": "str"},
+            "chdir": {"type": "path"},
+            "environment": {"type": "dict", "default": {}},
+            "wait_host": {"type": "str", "default": "127.0.0.1"},
+            "wait_port": {"type": "int"},
+            "wait_timeout": {"type": "float", "default": 30},
+            "stop_signal": {"type": "str", "default": "TERM"},
+            "reload_signal": {"type": "str", "default": "HUP"},
+            "stop_timeout": {"type": "float", "default": 30},
+        },
+        supports_check_mode=True,
+    )
+    run_module(module, ensure_daemon)
+
+
+if __name__ == "__main__":
+    main()
