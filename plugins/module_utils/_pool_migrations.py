@@ -139,16 +139,34 @@ BEGIN
         RETURN;
     END IF;
 
+    -- A locking SELECT keeps the locks of rows it locked and then found already taken
+    -- (status changed by a committed claim). Each pass therefore runs in a subtransaction
+    -- that is rolled back when it finds nothing, so no one waits while holding such locks
+    -- from an earlier pass; inside one pass locks follow (created_at, id): no deadlock.
     LOOP
         -- Fast path: the first ready gateway nobody else is claiming right now.
-        SELECT id INTO v_gateway FROM gateways WHERE status = 'ready'
-        ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED;
-        EXIT WHEN FOUND;
+        BEGIN
+            SELECT id INTO v_gateway FROM gateways WHERE status = 'ready'
+            ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION USING ERRCODE = 'DGA02';
+            END IF;
+        EXCEPTION WHEN SQLSTATE 'DGA02' THEN
+            v_gateway := NULL;
+        END;
+        EXIT WHEN v_gateway IS NOT NULL;
         -- Every ready gateway is locked by an in-flight claim that may still roll back:
         -- wait for those claims instead of answering "exhausted" too early.
-        SELECT id INTO v_gateway FROM gateways WHERE status = 'ready'
-        ORDER BY created_at, id LIMIT 1 FOR UPDATE;
-        EXIT WHEN FOUND;
+        BEGIN
+            SELECT id INTO v_gateway FROM gateways WHERE status = 'ready'
+            ORDER BY created_at, id LIMIT 1 FOR UPDATE;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION USING ERRCODE = 'DGA02';
+            END IF;
+        EXCEPTION WHEN SQLSTATE 'DGA02' THEN
+            v_gateway := NULL;
+        END;
+        EXIT WHEN v_gateway IS NOT NULL;
         -- Fresh snapshot: a gateway may have become ready meanwhile.
         IF NOT EXISTS (SELECT 1 FROM gateways WHERE status = 'ready') THEN
             RAISE EXCEPTION 'no gateway available' USING ERRCODE = 'DGA01',

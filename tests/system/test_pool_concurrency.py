@@ -1,0 +1,150 @@
+"""The pool schema under real concurrency: many connections claiming at once."""
+
+import threading
+import time
+import uuid
+from collections import Counter
+
+import psycopg
+import pytest
+
+from ansible_collections.demiurge.gateway.plugins.module_utils._pool_migrations import POOL_EXHAUSTED_SQLSTATE
+
+from conftest import add_ready_gateways, connect
+
+ROUNDS = 3
+
+
+def claim_all(params, org_ids, before_commit=None):
+    """Claim for each org id from its own connection, all released at once; return outcomes in order."""
+    connections = [connect(params) for _ in org_ids]
+    barrier = threading.Barrier(len(org_ids))
+    outcomes = [None] * len(org_ids)
+
+    def claim(index):
+        conn = connections[index]
+        barrier.wait()
+        try:
+            row = conn.execute("CALL proc_organizations_start_gateway(%s)", (org_ids[index],)).fetchone()
+            if before_commit:
+                before_commit(index)
+            conn.commit()
+            outcomes[index] = ("ok", row[1])
+        except psycopg.Error as exc:
+            conn.rollback()
+            outcomes[index] = ("error", exc.sqlstate)
+
+    threads = [threading.Thread(target=claim, args=(index,)) for index in range(len(org_ids))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for conn in connections:
+        conn.close()
+    return outcomes
+
+
+def live_allocations(params):
+    with connect(params) as conn:
+        return conn.execute(
+            "SELECT organization_id, gateway_id FROM organizations_gateways WHERE stopped_at IS NULL"
+        ).fetchall()
+
+
+def assert_consistent(params):
+    rows = live_allocations(params)
+    assert len({org for org, _ in rows}) == len(rows), "an organization holds two gateways"
+    assert len({gw for _, gw in rows}) == len(rows), "a gateway is held twice"
+    with connect(params) as conn:
+        allocated = conn.execute("SELECT count(*) FROM gateways WHERE status = 'allocated'").fetchone()[0]
+    assert allocated == len(rows)
+    return rows
+
+
+@pytest.mark.parametrize("round_no", range(ROUNDS))
+def test_fifty_claims_over_fifty_gateways_all_succeed(scratch_db, round_no):
+    add_ready_gateways(scratch_db, 50)
+    outcomes = claim_all(scratch_db, [uuid.uuid4() for _ in range(50)])
+    assert [kind for kind, _ in outcomes] == ["ok"] * 50
+    assert len({gateway for _, gateway in outcomes}) == 50
+    assert len(assert_consistent(scratch_db)) == 50
+
+
+@pytest.mark.parametrize("round_no", range(ROUNDS))
+def test_sixty_claims_over_fifty_gateways_give_ten_clean_exhausted(scratch_db, round_no):
+    add_ready_gateways(scratch_db, 50)
+    outcomes = claim_all(scratch_db, [uuid.uuid4() for _ in range(60)])
+    counts = Counter(outcomes[i][0] if outcomes[i][0] == "ok" else outcomes[i][1] for i in range(60))
+    assert counts == {"ok": 50, POOL_EXHAUSTED_SQLSTATE: 10}
+    assert len(assert_consistent(scratch_db)) == 50
+
+
+@pytest.mark.parametrize("round_no", range(ROUNDS))
+def test_one_org_racing_itself_gets_one_gateway_and_others_are_not_starved(scratch_db, round_no):
+    add_ready_gateways(scratch_db, 20)
+    busy_org = uuid.uuid4()
+    others = [uuid.uuid4() for _ in range(5)]
+    orgs = [busy_org] * 20 + others
+    outcomes = claim_all(scratch_db, orgs)
+    assert all(kind == "ok" for kind, _ in outcomes), outcomes
+    assert len({gateway for _, gateway in outcomes[:20]}) == 1
+    rows = dict(assert_consistent(scratch_db))
+    assert set(rows) == {busy_org, *others}
+
+
+@pytest.mark.parametrize("round_no", range(ROUNDS))
+def test_claims_wait_for_rolled_back_claims_instead_of_answering_exhausted(scratch_db, round_no):
+    """Ten claims hold every gateway and then roll back: ten later claims must all succeed."""
+    add_ready_gateways(scratch_db, 10)
+    holders_locked = threading.Event()
+    held = Counter()
+    lock = threading.Lock()
+
+    def hold_then_fail(index):
+        with lock:
+            held["n"] += 1
+            if held["n"] == 10:
+                holders_locked.set()
+        time.sleep(0.3)
+        raise psycopg.errors.RaiseException("simulated failure after claim")
+
+    holder_thread = threading.Thread(
+        target=lambda: claim_all(scratch_db, [uuid.uuid4() for _ in range(10)], before_commit=hold_then_fail))
+    holder_thread.start()
+    assert holders_locked.wait(30)
+    outcomes = claim_all(scratch_db, [uuid.uuid4() for _ in range(10)])
+    holder_thread.join(60)
+    assert [kind for kind, _ in outcomes] == ["ok"] * 10, outcomes
+    assert len(assert_consistent(scratch_db)) == 10
+
+
+def test_claim_inside_a_caller_transaction_leaves_nothing_on_rollback(scratch_db):
+    add_ready_gateways(scratch_db, 1)
+    with connect(scratch_db) as conn:
+        conn.execute("CALL proc_organizations_start_gateway(%s)", (uuid.uuid4(),))
+        conn.rollback()
+        stats = conn.execute("SELECT ready, allocated, live_allocations FROM func_gateway_stats()").fetchone()
+    assert stats == (1, 0, 0)
+
+
+def test_release_returns_gateway_through_reset_only(scratch_db):
+    add_ready_gateways(scratch_db, 1)
+    org = uuid.uuid4()
+    with connect(scratch_db) as conn:
+        allocation_id, gateway_id, created = conn.execute(
+            "CALL proc_organizations_start_gateway(%s)", (org,)).fetchone()
+        assert created is True
+        active = conn.execute("SELECT allocation_id, gateway_id FROM func_organizations_get_active_gateway(%s)",
+                              (org,)).fetchone()
+        assert active == (allocation_id, gateway_id)
+        with pytest.raises(psycopg.errors.ObjectInUse):
+            conn.execute("CALL proc_gateways_set_ready(%s)", (gateway_id,))
+        conn.rollback()
+        conn.execute("CALL proc_organizations_start_gateway(%s)", (org,))
+        stopped = conn.execute("CALL proc_organizations_gateways_stop(%s)", (org,)).fetchone()
+        assert stopped[1] == gateway_id
+        assert conn.execute("CALL proc_organizations_gateways_stop(%s)", (org,)).fetchone() == (None, None)
+        assert conn.execute("SELECT status FROM gateways").fetchone()[0] == "resetting"
+        conn.execute("CALL proc_gateways_set_ready(%s)", (gateway_id,))
+        stats = conn.execute("SELECT ready, allocated, live_allocations FROM func_gateway_stats()").fetchone()
+    assert stats == (1, 0, 0)
