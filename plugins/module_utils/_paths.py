@@ -16,8 +16,9 @@ import re
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import InvalidInputError
 
 LOCAL_DEV_DIR_VAR = "LOCAL_DEV_DIR"
-# The platform's historical location, now only a default.
-DEFAULT_LOCAL_DEV_DIR = os.path.join("~", ".local-dev")
+# Not under /root (the platform's old place): services run as postgres, pdns and www-data and
+# must be able to traverse every parent directory.
+DEFAULT_LOCAL_DEV_DIR = "/var/lib/demiurge"
 DEFAULT_ENV_NAME = "dev-001"
 
 _ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")

@@ -1,0 +1,95 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Demiurge platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: pdns_zone
+short_description: Ensure a PowerDNS zone exists with its SOA and name servers
+version_added: 0.1.0
+description:
+  - Creates, updates or deletes one zone on a PowerDNS Authoritative server over its HTTP API.
+  - A new zone gets the server's default SOA (kept current by C(soa_edit_api=DEFAULT)) and an NS
+    record set naming O(nameservers).
+  - After any change the server's packet cache is flushed for the zone, so names queried before
+    the zone existed are answered at once instead of staying REFUSED for the cache lifetime.
+extends_documentation_fragment:
+  - demiurge.gateway.pdns_api
+  - demiurge.gateway.attributes
+options:
+  name:
+    description: Zone name; a trailing dot is added when missing.
+    type: str
+    required: true
+  state:
+    description:
+      - V(present) creates the zone or brings kind and name servers in line.
+      - V(absent) deletes the zone with every record in it.
+    type: str
+    choices: [present, absent]
+    default: present
+  kind:
+    description: Zone kind.
+    type: str
+    choices: [Native, Master, Slave]
+    default: Native
+  nameservers:
+    description: Name servers of the zone (its apex NS record set). Defaults to C(ns1.<zone>).
+    type: list
+    elements: str
+    default: []
+  ns_ttl:
+    description: TTL of the NS record set when it is replaced.
+    type: int
+    default: 3600
+author:
+  - Demiurge platform team
+"""
+
+EXAMPLES = r"""
+- name: Ensure the environment's zone exists
+  demiurge.gateway.pdns_zone:
+    api_url: http://127.0.0.1:15081
+    api_key: "{{ pdns_api_key }}"
+    name: dev-001.demiurge.test
+"""
+
+RETURN = r"""
+zone:
+  description: Canonical zone name.
+  returned: always
+  type: str
+  sample: dev-001.demiurge.test.
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.demiurge.gateway.plugins.module_utils._module import run_module
+from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_client import PdnsClient, pdns_argument_spec
+from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_zone import ensure_zone
+
+
+def apply_zone(module):
+    result = ensure_zone(PdnsClient.from_params(module.params), module.params, module.check_mode)
+    if not module._diff:
+        result.pop("diff")
+    return result
+
+
+def main():
+    spec = pdns_argument_spec()
+    spec.update(
+        name={"type": "str", "required": True},
+        state={"type": "str", "default": "present", "choices": ["present", "absent"]},
+        kind={"type": "str", "default": "Native", "choices": ["Native", "Master", "Slave"]},
+        nameservers={"type": "list", "elements": "str", "default": []},
+        ns_ttl={"type": "int", "default": 3600},
+    )
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    run_module(module, apply_zone)
+
+
+if __name__ == "__main__":
+    main()
