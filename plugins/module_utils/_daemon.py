@@ -14,7 +14,6 @@ import os
 import pwd
 import signal
 import socket
-import subprocess
 import time
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import (
@@ -137,40 +136,64 @@ class Daemon:
             os.makedirs(os.path.dirname(path), exist_ok=True)
         env = dict(os.environ)
         env.update({key: str(value) for key, value in self.environment.items()})
-        kwargs = {}
         if account is not None:
             env.update(HOME=account.pw_dir, USER=account.pw_name, LOGNAME=account.pw_name)
-            kwargs.update(user=account.pw_uid, group=account.pw_gid, extra_groups=os.getgrouplist(account.pw_name, account.pw_gid))
         log = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         if account is not None:
             os.fchown(log, account.pw_uid, account.pw_gid)
+        # The child reports a failed exec through this pipe; a successful exec closes it.
+        errors_read, errors_write = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
+            self._exec_child(account, env, log, errors_write)
+        os.close(errors_write)
+        os.close(log)
+        with os.fdopen(errors_read, "rb") as errors:
+            failure = errors.read()
+        if failure:
+            os.waitpid(pid, 0)
+            raise ServiceError("Could not start %s (%s): %s" % (self.name, self.program, failure.decode("utf-8", "replace")))
+        _write_atomic(self.pidfile, "%d\n" % pid)
+        self._wait_serving(pid)
+        return pid
+
+    def _exec_child(self, account, env, log, errors_write):
+        """In the forked child: detach, drop privileges, exec. Never returns."""
         try:
             # A new session so the process outlives the module and never holds Ansible's pipes.
-            proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True,
-                                    start_new_session=True, cwd=self.chdir or "/", env=env, **kwargs)
+            os.setsid()
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            os.closerange(3, errors_write)
+            os.closerange(errors_write + 1, 65536)
+            if account is not None:
+                os.initgroups(account.pw_name, account.pw_gid)
+                os.setgid(account.pw_gid)
+                os.setuid(account.pw_uid)
+            os.chdir(self.chdir or "/")
+            os.execve(self.program, self.argv, env)
         except OSError as exc:
-            raise ServiceError("Could not start %s (%s): %s" % (self.name, self.program, exc))
+            os.write(errors_write, str(exc).encode("utf-8", "replace"))
         finally:
-            os.close(log)
-        _write_atomic(self.pidfile, "%d\n" % proc.pid)
-        self._wait_serving(proc)
-        return proc.pid
+            os._exit(127)
 
-    def _wait_serving(self, proc):
+    def _wait_serving(self, pid):
         deadline = time.monotonic() + self.wait_timeout
         while True:
-            code = proc.poll()
-            if code is not None:
+            exited, status = os.waitpid(pid, os.WNOHANG)
+            if exited:
                 self._forget()
                 raise ServiceError(
                     "%s exited with status %s right after start. Last lines of %s:\n%s"
-                    % (self.name, code, self.log_file, _tail(self.log_file)),
+                    % (self.name, os.waitstatus_to_exitcode(status), self.log_file, _tail(self.log_file)),
                     hint="Fix the cause shown in the log, then run again",
                 )
             if self.wait_port is None or port_open(self.wait_host, self.wait_port):
                 return
             if time.monotonic() > deadline:
-                self.stop(proc.pid)
+                self.stop(pid)
                 raise ServiceError(
                     "%s did not listen on %s:%s within %ss. Last lines of %s:\n%s"
                     % (self.name, self.wait_host, self.wait_port, self.wait_timeout, self.log_file, _tail(self.log_file)),

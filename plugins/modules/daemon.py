@@ -87,7 +87,7 @@ options:
 seealso:
   - module: ansible.builtin.systemd_service
 author:
-  - Demiurge platform team
+  - Demiurge platform team (@demiurge)
 """
 
 EXAMPLES = r"""

@@ -45,7 +45,7 @@ options:
     type: int
     default: 3600
 author:
-  - Demiurge platform team
+  - Demiurge platform team (@demiurge)
 """
 
 EXAMPLES = r"""

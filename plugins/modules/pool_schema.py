@@ -31,7 +31,7 @@ options:
     type: str
     default: postgres
 author:
-  - Demiurge platform team
+  - Demiurge platform team (@demiurge)
 """
 
 EXAMPLES = r"""

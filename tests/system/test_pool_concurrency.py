@@ -17,7 +17,7 @@ ROUNDS = 3
 
 def claim_all(params, org_ids, before_commit=None):
     """Claim for each org id from its own connection, all released at once; return outcomes in order."""
-    connections = [connect(params) for _ in org_ids]
+    connections = [connect(params) for dummy in org_ids]
     barrier = threading.Barrier(len(org_ids))
     outcomes = [None] * len(org_ids)
 
@@ -53,8 +53,8 @@ def live_allocations(params):
 
 def assert_consistent(params):
     rows = live_allocations(params)
-    assert len({org for org, _ in rows}) == len(rows), "an organization holds two gateways"
-    assert len({gw for _, gw in rows}) == len(rows), "a gateway is held twice"
+    assert len({org for org, dummy in rows}) == len(rows), "an organization holds two gateways"
+    assert len({gw for dummy, gw in rows}) == len(rows), "a gateway is held twice"
     with connect(params) as conn:
         allocated = conn.execute("SELECT count(*) FROM gateways WHERE status = 'allocated'").fetchone()[0]
     assert allocated == len(rows)
@@ -64,16 +64,16 @@ def assert_consistent(params):
 @pytest.mark.parametrize("round_no", range(ROUNDS))
 def test_fifty_claims_over_fifty_gateways_all_succeed(scratch_db, round_no):
     add_ready_gateways(scratch_db, 50)
-    outcomes = claim_all(scratch_db, [uuid.uuid4() for _ in range(50)])
-    assert [kind for kind, _ in outcomes] == ["ok"] * 50
-    assert len({gateway for _, gateway in outcomes}) == 50
+    outcomes = claim_all(scratch_db, [uuid.uuid4() for dummy in range(50)])
+    assert [kind for kind, dummy in outcomes] == ["ok"] * 50
+    assert len({gateway for dummy, gateway in outcomes}) == 50
     assert len(assert_consistent(scratch_db)) == 50
 
 
 @pytest.mark.parametrize("round_no", range(ROUNDS))
 def test_sixty_claims_over_fifty_gateways_give_ten_clean_exhausted(scratch_db, round_no):
     add_ready_gateways(scratch_db, 50)
-    outcomes = claim_all(scratch_db, [uuid.uuid4() for _ in range(60)])
+    outcomes = claim_all(scratch_db, [uuid.uuid4() for dummy in range(60)])
     counts = Counter(outcomes[i][0] if outcomes[i][0] == "ok" else outcomes[i][1] for i in range(60))
     assert counts == {"ok": 50, POOL_EXHAUSTED_SQLSTATE: 10}
     assert len(assert_consistent(scratch_db)) == 50
@@ -83,11 +83,11 @@ def test_sixty_claims_over_fifty_gateways_give_ten_clean_exhausted(scratch_db, r
 def test_one_org_racing_itself_gets_one_gateway_and_others_are_not_starved(scratch_db, round_no):
     add_ready_gateways(scratch_db, 20)
     busy_org = uuid.uuid4()
-    others = [uuid.uuid4() for _ in range(5)]
+    others = [uuid.uuid4() for dummy in range(5)]
     orgs = [busy_org] * 20 + others
     outcomes = claim_all(scratch_db, orgs)
-    assert all(kind == "ok" for kind, _ in outcomes), outcomes
-    assert len({gateway for _, gateway in outcomes[:20]}) == 1
+    assert all(kind == "ok" for kind, dummy in outcomes), outcomes
+    assert len({gateway for dummy, gateway in outcomes[:20]}) == 1
     rows = dict(assert_consistent(scratch_db))
     assert set(rows) == {busy_org, *others}
 
@@ -109,12 +109,12 @@ def test_claims_wait_for_rolled_back_claims_instead_of_answering_exhausted(scrat
         raise psycopg.errors.RaiseException("simulated failure after claim")
 
     holder_thread = threading.Thread(
-        target=lambda: claim_all(scratch_db, [uuid.uuid4() for _ in range(10)], before_commit=hold_then_fail))
+        target=lambda: claim_all(scratch_db, [uuid.uuid4() for dummy in range(10)], before_commit=hold_then_fail))
     holder_thread.start()
     assert holders_locked.wait(30)
-    outcomes = claim_all(scratch_db, [uuid.uuid4() for _ in range(10)])
+    outcomes = claim_all(scratch_db, [uuid.uuid4() for dummy in range(10)])
     holder_thread.join(60)
-    assert [kind for kind, _ in outcomes] == ["ok"] * 10, outcomes
+    assert [kind for kind, dummy in outcomes] == ["ok"] * 10, outcomes
     assert len(assert_consistent(scratch_db)) == 10
 
 

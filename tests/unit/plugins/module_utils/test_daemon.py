@@ -1,0 +1,70 @@
+"""The supervisor against real short-lived processes."""
+
+import os
+import socket
+import sys
+
+import pytest
+
+from ansible_collections.demiurge.gateway.plugins.module_utils._daemon import Daemon, running_pid
+from ansible_collections.demiurge.gateway.plugins.module_utils._errors import InvalidInputError, ServiceError
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def http_daemon(tmp_path):
+    port = free_port()
+    daemon = Daemon("web", [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
+                    str(tmp_path / "run" / "web.pid"), str(tmp_path / "log" / "web.log"),
+                    wait_port=port, wait_timeout=20, stop_timeout=5)
+    yield daemon
+    pid = daemon.pid()
+    if pid:
+        daemon.stop(pid)
+
+
+def test_start_is_idempotent_and_stop_cleans_up(http_daemon):
+    assert http_daemon.ensure("started") == (True, "stopped", "running")
+    pid = http_daemon.pid()
+    assert pid and os.getsid(pid) == pid, "the process leads its own session"
+    assert http_daemon.ensure("started") == (False, "running", "running")
+    assert http_daemon.ensure("stopped") == (True, "running", "stopped")
+    assert not os.path.exists(http_daemon.pidfile)
+    assert http_daemon.ensure("stopped") == (False, "stopped", "stopped")
+
+
+def test_check_mode_changes_nothing(http_daemon):
+    assert http_daemon.ensure("started", check_mode=True) == (True, "stopped", "running")
+    assert http_daemon.pid() is None
+
+
+def test_restart_gives_a_new_process(http_daemon):
+    http_daemon.ensure("started")
+    first = http_daemon.pid()
+    http_daemon.ensure("restarted")
+    assert http_daemon.pid() not in (None, first)
+
+
+def test_stale_pidfile_of_another_program_is_not_trusted(tmp_path):
+    pidfile = tmp_path / "x.pid"
+    pidfile.write_text("%d\n" % os.getpid())
+    assert running_pid(str(pidfile), "/usr/sbin/nginx") is None
+    assert running_pid(str(pidfile), sys.executable) == os.getpid()
+
+
+def test_program_that_dies_reports_its_log(tmp_path):
+    daemon = Daemon("bad", ["/bin/sh", "-c", "echo config broken >&2; exit 3"], str(tmp_path / "bad.pid"),
+                    str(tmp_path / "bad.log"), wait_port=free_port(), wait_timeout=5)
+    with pytest.raises(ServiceError, match="(?s)exited with status 3.*config broken"):
+        daemon.start()
+    assert not os.path.exists(daemon.pidfile)
+
+
+def test_relative_program_is_refused(tmp_path):
+    with pytest.raises(InvalidInputError, match="absolute path"):
+        Daemon("x", ["nginx"], str(tmp_path / "p"), str(tmp_path / "l"))
