@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# README command 2: run every test. Installs what it needs; .ci/run calls exactly this.
+# Stages can be picked: scripts/test.sh unit sanity ... (default: all, in this order).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+TEST_ENV=${DEMIURGE_TEST_ENV:-test-001}
+TEST_PORT_BASE=${DEMIURGE_TEST_PORT_BASE:-16000}
+SANITY_ROOT=$BUILD_DIR/ansible-test/ansible_collections/demiurge/gateway
+SOURCE_ROOT=$BUILD_DIR/src
+ALL_STAGES=(unit sanity lint stack integration system compat molecule)
+passed=() failed=()
+
+# ansible-test needs the ansible_collections/<ns>/<name> layout and its own git index.
+stage_copy() {
+  rm -rf "$SANITY_ROOT" && mkdir -p "$SANITY_ROOT"
+  (cd "$REPO_ROOT" && git ls-files -co --exclude-standard -z | xargs -0 tar -cf - --) | tar -xf - -C "$SANITY_ROOT"
+  (cd "$SANITY_ROOT" && git init -q && git add -A)
+  # ansible-test bootstraps pip from a host CI cannot reach; ensurepip does the same job.
+  local pip_version
+  pip_version=$(python - <<'PY'
+import pathlib, re, ansible_test
+source = (pathlib.Path(ansible_test.__file__).parent / "_internal/python_requirements.py").read_text()
+print(re.search(r"pip='([0-9.]+)'", source).group(1).replace(".", "_"))
+PY
+)
+  mkdir -p "$HOME/.ansible/test/cache"
+  cp "$REPO_ROOT/scripts/get_pip_standin.py" "$HOME/.ansible/test/cache/get_pip_${pip_version}.py"
+}
+
+py_version() { python -c 'import sys; print("%d.%d" % sys.version_info[:2])'; }
+
+stage_unit() {
+  mkdir -p "$SOURCE_ROOT/ansible_collections/demiurge"
+  ln -sfn "$REPO_ROOT" "$SOURCE_ROOT/ansible_collections/demiurge/gateway"
+  PYTHONPATH=$SOURCE_ROOT python -m pytest -p no:cacheprovider -q "$REPO_ROOT/tests/unit"
+}
+
+stage_sanity() {
+  install_system_packages shellcheck
+  stage_copy
+  (cd "$SANITY_ROOT" && ansible-test sanity --venv --python "$(py_version)" --color no)
+}
+
+stage_lint() {
+  (cd "$REPO_ROOT" && ansible-lint && antsibull-changelog lint)
+}
+
+stack_playbook() {
+  DEMIURGE_ENV=$TEST_ENV DEMIURGE_PORT_BASE=$TEST_PORT_BASE ansible-playbook demiurge.gateway.local_stack "$@"
+}
+
+stage_stack() {
+  stack_playbook
+  # A second converge must change nothing.
+  local recap
+  recap=$(stack_playbook | tee /dev/stderr | grep -E '^localhost +:')
+  [[ $recap =~ changed=0\  ]] || { echo "second converge of $TEST_ENV changed something: $recap" >&2; return 1; }
+}
+
+test_env_vars() {
+  export DEMIURGE_TEST_PG_PORT=$((TEST_PORT_BASE + 432))
+  export DEMIURGE_TEST_DNS_PORT=$((TEST_PORT_BASE + 353))
+  export DEMIURGE_TEST_PDNS_API_URL=http://127.0.0.1:$((TEST_PORT_BASE + 81))
+  export DEMIURGE_TEST_HTTP_PORT=$((TEST_PORT_BASE + 80))
+  DEMIURGE_TEST_PG_PASSWORD=$(cat "$(state_path "$TEST_ENV" secrets pool_db_password)")
+  DEMIURGE_TEST_PDNS_API_KEY=$(cat "$(state_path "$TEST_ENV" secrets pdns_api_key)")
+  export DEMIURGE_TEST_PG_PASSWORD DEMIURGE_TEST_PDNS_API_KEY
+}
+
+# The one path helper, from the shell.
+state_path() {
+  PYTHONPATH=$SOURCE_ROOT python -c 'import sys; from ansible_collections.demiurge.gateway.plugins.module_utils._paths import state_path; print(state_path(*sys.argv[1:]))' "$@"
+}
+
+write_integration_config() {
+  test_env_vars
+  cat >"$1/tests/integration/integration_config.yml" <<YAML
+---
+pg_port: $DEMIURGE_TEST_PG_PORT
+pg_password: $DEMIURGE_TEST_PG_PASSWORD
+dns_port: $DEMIURGE_TEST_DNS_PORT
+pdns_api_url: $DEMIURGE_TEST_PDNS_API_URL
+pdns_api_key: $DEMIURGE_TEST_PDNS_API_KEY
+daemon_port: $((TEST_PORT_BASE + 900))
+YAML
+}
+
+stage_integration() {
+  stage_copy
+  write_integration_config "$SANITY_ROOT"
+  (cd "$SANITY_ROOT" && ansible-test integration --local --allow-destructive --python "$(py_version)" --color no)
+}
+
+stage_system() {
+  test_env_vars
+  PYTHONPATH=$SOURCE_ROOT:$REPO_ROOT/tests/system python -m pytest -p no:cacheprovider -q "$REPO_ROOT/tests/system"
+}
+
+# requires_ansible says >=2.19: run the unit and integration tests on the oldest supported core too.
+stage_compat() {
+  local venv=$BUILD_DIR/compat-venv core=ansible-core==2.19.*
+  if [[ ! -x $venv/bin/ansible-test ]]; then
+    "$(find_python)" -m venv --clear "$venv"
+    "$venv/bin/pip" install -q "$core" -c <(grep -v '^ansible-core==' "$REPO_ROOT/constraints.txt") 'psycopg[binary]' pytest
+  fi
+  (
+    export PATH=$venv/bin:$PATH
+    ansible --version | head -1
+    stage_unit
+    stage_copy
+    write_integration_config "$SANITY_ROOT"
+    cd "$SANITY_ROOT" && ansible-test integration --local --allow-destructive --python "$(py_version)" --color no
+  )
+}
+
+stage_molecule() {
+  (cd "$REPO_ROOT" && molecule test -s default)
+}
+
+main() {
+  local stages=("$@")
+  ((${#stages[@]})) || stages=("${ALL_STAGES[@]}")
+  bootstrap
+  mkdir -p "$SOURCE_ROOT/ansible_collections/demiurge"
+  ln -sfn "$REPO_ROOT" "$SOURCE_ROOT/ansible_collections/demiurge/gateway"
+  for stage in "${stages[@]}"; do
+    say "Stage: $stage"
+    local started=$SECONDS
+    if "stage_$stage"; then passed+=("$stage"); else failed+=("$stage"); fi
+    echo "stage $stage finished in $((SECONDS - started)) s"
+  done
+  say "Passed stages: ${passed[*]:-none}"
+  ((${#failed[@]} == 0)) || say "FAILED stages: ${failed[*]}"
+  echo "stages: ${#passed[@]} passed, ${#failed[@]} failed"
+  ((${#failed[@]} == 0))
+}
+
+main "$@"
