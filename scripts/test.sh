@@ -46,7 +46,7 @@ stage_lint() {
 }
 
 stack_playbook() {
-  DEMIURGE_ENV=$TEST_ENV DEMIURGE_PORT_BASE=$TEST_PORT_BASE ansible-playbook demiurge.gateway.local_stack "$@"
+  DEMIURGE_ENV=$TEST_ENV DEMIURGE_PORT_BASE=$TEST_PORT_BASE ansible-playbook demiurge.gateway.local_stack
 }
 
 stage_stack() {
@@ -98,7 +98,7 @@ stage_system() {
 
 # requires_ansible says >=2.19: run the unit and integration tests on the oldest supported core too.
 stage_compat() {
-  local venv=$BUILD_DIR/compat-venv core=ansible-core==2.19.*
+  local venv=$BUILD_DIR/compat-venv core="ansible-core==2.19.*"
   if [[ ! -x $venv/bin/ansible-test ]]; then
     "$(find_python)" -m venv --clear "$venv"
     "$venv/bin/pip" install -q "$core" -c <(grep -v '^ansible-core==' "$REPO_ROOT/constraints.txt") 'psycopg[binary]' pytest

@@ -24,35 +24,41 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._errors import (
 _POLL = 0.05
 
 
-def _proc_status(pid):
-    """(state letter, executable basename) of pid, or None when it is gone."""
+def _alive(pid):
+    """True until the process has exited and closed its files (a zombie has)."""
     try:
         with open("/proc/%d/stat" % pid) as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        exe = os.path.basename(os.readlink("/proc/%d/exe" % pid))
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except (OSError, IndexError):
+        return False
+
+
+def _executable(pid):
+    """Basename of the program pid runs, or None once it is exiting or gone."""
+    try:
+        # Deleted binaries show as "name (deleted)" after a package upgrade.
+        return os.path.basename(os.readlink("/proc/%d/exe" % pid)).split(" ")[0]
+    except OSError:
         return None
-    return fields[0], exe
 
 
-def read_pid(pidfile):
+def read_pidfile(pidfile):
+    """(pid, program) recorded in pidfile, or (None, None)."""
     try:
         with open(pidfile) as handle:
-            return int(handle.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
+            lines = handle.read().split("\n")
+        return int(lines[0]), (lines[1] if len(lines) > 1 and lines[1] else None)
+    except (OSError, ValueError):
+        return None, None
 
 
-def running_pid(pidfile, program):
-    """The pid in pidfile if that process is alive and runs program, else None."""
-    pid = read_pid(pidfile)
-    if pid is None:
+def running_pid(pidfile, program=None):
+    """The pid in pidfile if that process is alive and runs program (default: the one recorded), else None."""
+    pid, recorded = read_pidfile(pidfile)
+    expected = program or recorded
+    if pid is None or expected is None:
         return None
-    status = _proc_status(pid)
-    if status is None or status[0] in ("Z", "X"):
-        return None
-    # Deleted binaries show as "name (deleted)" after a package upgrade.
-    if status[1].split(" ")[0] != os.path.basename(os.path.realpath(program)):
+    if not _alive(pid) or _executable(pid) != os.path.basename(os.path.realpath(expected)):
         return None
     return pid
 
@@ -86,14 +92,12 @@ def _write_atomic(path, text, mode=0o644):
 class Daemon:
     """One supervised process, described by the module's options."""
 
-    def __init__(self, name, argv, pidfile, log_file, user=None, chdir=None, environment=None,
+    def __init__(self, name, pidfile, argv=None, log_file=None, user=None, chdir=None, environment=None,
                  wait_host="127.0.0.1", wait_port=None, wait_timeout=30.0,
                  stop_signal="TERM", reload_signal="HUP", stop_timeout=30.0):
-        if not argv:
-            raise InvalidInputError("Service %s has an empty argv" % name, hint="Give the program and its arguments")
         self.name = name
-        self.argv = [str(arg) for arg in argv]
-        self.program = self.argv[0]
+        self.argv = [str(arg) for arg in argv or ()]
+        self.program = self.argv[0] if self.argv else None
         self.pidfile = pidfile
         self.log_file = log_file
         self.user = user
@@ -105,7 +109,7 @@ class Daemon:
         self.stop_signal = self._signal(stop_signal)
         self.reload_signal = self._signal(reload_signal)
         self.stop_timeout = stop_timeout
-        if not os.path.isabs(self.program) or not os.access(self.program, os.X_OK):
+        if self.program is not None and not (os.path.isabs(self.program) and os.access(self.program, os.X_OK)):
             raise InvalidInputError(
                 "Program %s of service %s is not an absolute path to an executable" % (self.program, name),
                 hint="Install the package that provides it or fix argv[0]",
@@ -118,6 +122,7 @@ class Daemon:
             raise InvalidInputError("Unknown signal %r" % name, hint="Use a name such as TERM, INT, QUIT or HUP")
 
     def pid(self):
+        """Pid of the running process; without argv, trusts the program recorded at start."""
         return running_pid(self.pidfile, self.program)
 
     def _account(self):
@@ -131,7 +136,16 @@ class Daemon:
 
     def start(self):
         """Spawn the process detached from the caller; return its pid once it serves."""
+        if not self.argv or not self.log_file:
+            raise InvalidInputError("Service %s needs argv and log_file to start" % self.name,
+                                    hint="Give the program, its arguments and a log file")
         account = self._account()
+        if self.wait_port is not None and port_open(self.wait_host, self.wait_port):
+            raise ServiceError(
+                "Cannot start %s: %s:%s is already in use by a process this pid file (%s) does not track"
+                % (self.name, self.wait_host, self.wait_port, self.pidfile),
+                hint="Stop that process or give %s another port" % self.name,
+            )
         for path in (self.pidfile, self.log_file):
             os.makedirs(os.path.dirname(path), exist_ok=True)
         env = dict(os.environ)
@@ -153,7 +167,7 @@ class Daemon:
         if failure:
             os.waitpid(pid, 0)
             raise ServiceError("Could not start %s (%s): %s" % (self.name, self.program, failure.decode("utf-8", "replace")))
-        _write_atomic(self.pidfile, "%d\n" % pid)
+        _write_atomic(self.pidfile, "%d\n%s\n" % (pid, os.path.realpath(self.program)))
         self._wait_serving(pid)
         return pid
 
@@ -212,7 +226,9 @@ class Daemon:
         deadline = time.monotonic() + self.stop_timeout
         try:
             os.kill(pid, self.stop_signal)
-            while running_pid(self.pidfile, self.program) == pid:
+            # Identity was checked before signalling; from here on only liveness counts (during exit,
+            # /proc/<pid>/exe vanishes before the process has closed its listening sockets).
+            while _alive(pid):
                 if time.monotonic() > deadline:
                     os.kill(pid, signal.SIGKILL)
                     deadline = time.monotonic() + 5

@@ -13,8 +13,9 @@ description:
   - Starts, stops, restarts or reloads one long-running program tracked by a pid file.
   - Used by the collection's roles for the local stack, where there is no systemd. On hosts with
     systemd the roles use unit files instead.
-  - A pid file is trusted only while the process it names is alive and runs O(argv[0]), so a stale
-    file after a crash or reboot does not hide a stopped service.
+  - The pid file records the pid and the program. It is trusted only while that process is alive
+    and runs that program, so a stale file after a crash or reboot does not hide a stopped service.
+  - Starting fails when another process already listens on O(wait_port).
   - With O(wait_port), start returns only once the program accepts TCP connections; a program that
     exits or never listens fails the task with the last lines of O(log_file).
 extends_documentation_fragment:
@@ -32,17 +33,16 @@ options:
       - Program and arguments. The program runs in the foreground from the module's point of view
         and must not daemonize itself.
       - O(argv[0]) must be an absolute path.
+      - Required to start; stopping uses the program recorded in O(pidfile).
     type: list
     elements: str
-    required: true
   pidfile:
     description: File that records the pid of the running process.
     type: path
     required: true
   log_file:
-    description: File that receives the program's standard output and error.
+    description: File that receives the program's standard output and error. Required to start.
     type: path
-    required: true
   state:
     description:
       - V(started) starts the program when it is not running.
@@ -102,13 +102,9 @@ EXAMPLES = r"""
     wait_port: 15080
 
 - name: Stop PostgreSQL with a fast shutdown
-  vars:
-    env_dir: "{{ 'dev-001' | demiurge.gateway.state_path }}"
   demiurge.gateway.daemon:
     name: pool-db
-    argv: [/usr/lib/postgresql/15/bin/postgres, -D, "{{ env_dir }}/postgresql/data"]
-    pidfile: "{{ env_dir }}/run/pool-db.pid"
-    log_file: "{{ env_dir }}/log/pool-db.log"
+    pidfile: "{{ 'dev-001' | demiurge.gateway.state_path('run', 'pool-db.pid') }}"
     stop_signal: INT
     state: stopped
 """
@@ -135,7 +131,7 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._module import ru
 def ensure_daemon(module):
     params = module.params
     daemon = Daemon(
-        params["name"], params["argv"], params["pidfile"], params["log_file"], user=params["user"],
+        params["name"], params["pidfile"], argv=params["argv"], log_file=params["log_file"], user=params["user"],
         chdir=params["chdir"], environment=params["environment"], wait_host=params["wait_host"],
         wait_port=params["wait_port"], wait_timeout=params["wait_timeout"], stop_signal=params["stop_signal"],
         reload_signal=params["reload_signal"], stop_timeout=params["stop_timeout"],
@@ -151,9 +147,9 @@ def main():
     module = AnsibleModule(
         argument_spec={
             "name": {"type": "str", "required": True},
-            "argv": {"type": "list", "elements": "str", "required": True},
+            "argv": {"type": "list", "elements": "str"},
             "pidfile": {"type": "path", "required": True},
-            "log_file": {"type": "path", "required": True},
+            "log_file": {"type": "path"},
             "state": {"type": "str", "default": "started", "choices": ["started", "stopped", "restarted", "reloaded"]},
             "user": {"type": "str"},
             "chdir": {"type": "path"},
@@ -165,6 +161,7 @@ def main():
             "reload_signal": {"type": "str", "default": "HUP"},
             "stop_timeout": {"type": "float", "default": 30},
         },
+        required_if=[("state", state, ["argv", "log_file"]) for state in ("started", "restarted", "reloaded")],
         supports_check_mode=True,
     )
     run_module(module, ensure_daemon)

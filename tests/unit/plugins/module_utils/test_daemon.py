@@ -19,9 +19,9 @@ def free_port():
 @pytest.fixture
 def http_daemon(tmp_path):
     port = free_port()
-    daemon = Daemon("web", [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
-                    str(tmp_path / "run" / "web.pid"), str(tmp_path / "log" / "web.log"),
-                    wait_port=port, wait_timeout=20, stop_timeout=5)
+    daemon = Daemon("web", str(tmp_path / "run" / "web.pid"),
+                    argv=[sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
+                    log_file=str(tmp_path / "log" / "web.log"), wait_port=port, wait_timeout=20, stop_timeout=5)
     yield daemon
     pid = daemon.pid()
     if pid:
@@ -52,14 +52,22 @@ def test_restart_gives_a_new_process(http_daemon):
 
 def test_stale_pidfile_of_another_program_is_not_trusted(tmp_path):
     pidfile = tmp_path / "x.pid"
-    pidfile.write_text("%d\n" % os.getpid())
-    assert running_pid(str(pidfile), "/usr/sbin/nginx") is None
+    pidfile.write_text("%d\n/usr/sbin/nginx\n" % os.getpid())
+    assert running_pid(str(pidfile)) is None
     assert running_pid(str(pidfile), sys.executable) == os.getpid()
+    pidfile.write_text("%d\n" % os.getpid())
+    assert running_pid(str(pidfile)) is None, "no program recorded or given: not trusted"
+
+
+def test_stop_needs_only_the_pidfile(http_daemon):
+    http_daemon.ensure("started")
+    assert Daemon("web", http_daemon.pidfile, stop_timeout=5).ensure("stopped") == (True, "running", "stopped")
+    assert http_daemon.pid() is None
 
 
 def test_program_that_dies_reports_its_log(tmp_path):
-    daemon = Daemon("bad", ["/bin/sh", "-c", "echo config broken >&2; exit 3"], str(tmp_path / "bad.pid"),
-                    str(tmp_path / "bad.log"), wait_port=free_port(), wait_timeout=5)
+    daemon = Daemon("bad", str(tmp_path / "bad.pid"), argv=["/bin/sh", "-c", "echo config broken >&2; exit 3"],
+                    log_file=str(tmp_path / "bad.log"), wait_port=free_port(), wait_timeout=5)
     with pytest.raises(ServiceError, match="(?s)exited with status 3.*config broken"):
         daemon.start()
     assert not os.path.exists(daemon.pidfile)
@@ -67,4 +75,13 @@ def test_program_that_dies_reports_its_log(tmp_path):
 
 def test_relative_program_is_refused(tmp_path):
     with pytest.raises(InvalidInputError, match="absolute path"):
-        Daemon("x", ["nginx"], str(tmp_path / "p"), str(tmp_path / "l"))
+        Daemon("x", str(tmp_path / "p"), argv=["nginx"], log_file=str(tmp_path / "l"))
+
+
+def test_port_held_by_an_untracked_process_is_refused(http_daemon, tmp_path):
+    http_daemon.ensure("started")
+    intruder = Daemon("other", str(tmp_path / "other.pid"), argv=http_daemon.argv,
+                      log_file=str(tmp_path / "other.log"), wait_port=http_daemon.wait_port)
+    with pytest.raises(ServiceError, match="already in use"):
+        intruder.ensure("started")
+    assert not os.path.exists(intruder.pidfile)

@@ -1,5 +1,3 @@
-import pytest
-
 from ansible_collections.demiurge.gateway.plugins.module_utils import _pdns_client
 from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_zone import ensure_zone
 from scripted_http import Call, ScriptedHttp
