@@ -1,0 +1,186 @@
+# -*- coding: utf-8 -*-
+# Copyright: Demiurge platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""PRIVATE to demiurge.gateway: may change without notice.
+
+Organization and plain record sets in PowerDNS: read one RRset at a time,
+compare, and write every change of one call in a single PATCH.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import (
+    ORG_LABEL,
+    canonical,
+    require_in_zone,
+)
+from ansible_collections.demiurge.gateway.plugins.module_utils._errors import (
+    InvalidInputError,
+    PdnsError,
+    PdnsNotFoundError,
+)
+
+OWNER_ACCOUNT = "demiurge"
+OWNER_PREFIX = "owner="
+WILDCARD_OWNER = "wildcard"
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def organization_label(organization):
+    org = str(organization).strip().lower()
+    if not _UUID.match(org):
+        raise InvalidInputError("Organization id %r is not a UUID" % (organization,),
+                                hint="Pass the organization's UUID, for example 0b5e9b7c-1a2b-4c3d-8e9f-001122334455")
+    return "org-" + org
+
+
+def normalize_content(rtype, content):
+    """Content in the form PowerDNS returns it, so comparisons are stable."""
+    text = str(content).strip()
+    try:
+        if rtype == "A":
+            return str(ipaddress.IPv4Address(text))
+        if rtype == "AAAA":
+            return ipaddress.IPv6Address(text).compressed
+    except ValueError:
+        raise InvalidInputError("%r is not a valid %s record address" % (content, rtype),
+                                hint="Give an IPv4 address for A and an IPv6 address for AAAA")
+    if rtype in ("CNAME", "NS", "PTR"):
+        return canonical(text, "%s target" % rtype)
+    if rtype == "TXT" and not text.startswith('"'):
+        # PowerDNS stores TXT strings quoted; quote bare text the same way.
+        return '"%s"' % text.replace("\\", "\\\\").replace('"', '\\"')
+    return text
+
+
+def rrset_targets(params, zone):
+    """[(name, type)] this call manages, after validating names against the zone."""
+    rtype = params["type"]
+    if params["organization"] is not None:
+        label = organization_label(params["organization"])
+        if params["wildcard"]:
+            return [("*." + zone, rtype)]
+        names = [label + "." + zone]
+        if params["include_subdomains"]:
+            names.append("*." + label + "." + zone)
+        return [(name, rtype) for name in names]
+    name = canonical(params["name"])
+    require_in_zone(name, zone)
+    first = name.split(".", 1)[0]
+    if first.startswith("org-") and not ORG_LABEL.match(first):
+        raise InvalidInputError("Organization record name %s does not match org-<uuid>" % name,
+                                hint="Use the organization option, or a label like org-<lower-case uuid>")
+    return [(name, rtype)]
+
+
+def read_rrset(client, zone, name, rtype):
+    """{'ttl', 'records', 'owner'} of one RRset, or None. Reads only that RRset, never the zone."""
+    try:
+        data = client.request("GET", client.zone_path(zone), query={"rrset_name": name, "rrset_type": rtype})
+    except PdnsNotFoundError as exc:
+        raise PdnsNotFoundError(
+            "Zone %s does not exist on PowerDNS at %s (server id %s)" % (zone, client.api_url, client.server_id),
+            hint="Create it with demiurge.gateway.pdns_zone, or fix the zone option", status=exc.status,
+        )
+    for rrset in data.get("rrsets", ()):
+        if rrset["name"] == name and rrset["type"] == rtype:
+            owners = [c["content"][len(OWNER_PREFIX):] for c in rrset.get("comments", ())
+                      if c.get("content", "").startswith(OWNER_PREFIX)]
+            return {
+                "ttl": rrset["ttl"],
+                "records": sorted(r["content"] for r in rrset["records"] if not r.get("disabled")),
+                "owner": owners[-1] if owners else None,
+            }
+    return None
+
+
+def _change(name, rtype, wanted):
+    if wanted is None:
+        return {"name": name, "type": rtype, "changetype": "DELETE"}
+    change = {
+        "name": name, "type": rtype, "ttl": wanted["ttl"], "changetype": "REPLACE",
+        "records": [{"content": content, "disabled": False} for content in wanted["records"]],
+        "comments": [],
+    }
+    if wanted["owner"] is not None:
+        change["comments"] = [{"content": OWNER_PREFIX + wanted["owner"], "account": OWNER_ACCOUNT}]
+    return change
+
+
+def _refuse_foreign(name, current, owner, force):
+    if current is None or owner is None or force or current["owner"] == owner:
+        return
+    raise InvalidInputError(
+        "Record set %s is owned by %s, not by %s" % (name, current["owner"] or "nobody (no owner comment)", owner),
+        hint="Leave it to its owner, or set force=true to take it over",
+        current_owner=current["owner"],
+    )
+
+
+def ensure_rrsets(client, params, check_mode):
+    zone = canonical(params["zone"], "zone")
+    targets = rrset_targets(params, zone)
+    rtype = params["type"]
+    owner = WILDCARD_OWNER if params["organization"] is not None and params["wildcard"] else params["owner"]
+    present = params["state"] == "present"
+    if present and not params["records"]:
+        raise InvalidInputError("state=present needs at least one record", hint="Set records, for example [127.0.0.1]")
+    records = sorted({normalize_content(rtype, content) for content in params["records"] or ()})
+    # One organization's release must never remove the wildcard every organization shares.
+    shared_wildcard = params["organization"] is not None and params["wildcard"] and not present
+
+    before, after, changes = {}, {}, []
+    for name, dummy in targets:
+        current = read_rrset(client, zone, name, rtype)
+        wanted = {"ttl": params["ttl"], "records": records, "owner": owner} if present else None
+        if shared_wildcard:
+            wanted = current
+        before[name], after[name] = current, wanted
+        if current != wanted:
+            _refuse_foreign(name, current, owner, params["force"])
+            changes.append(_change(name, rtype, wanted))
+    if changes and not check_mode:
+        try:
+            client.request("PATCH", client.zone_path(zone), {"rrsets": changes})
+        except PdnsError as exc:
+            exc.msg = "Changing %s in zone %s failed, nothing was written: %s" % (
+                ", ".join(c["name"] for c in changes), zone, exc.msg)
+            raise
+    return {
+        "changed": bool(changes),
+        "zone": zone,
+        "names": [name for name, dummy in targets],
+        "rrsets": [dict(after[name], name=name, type=rtype) for name, dummy in targets if after[name] is not None],
+        "diff": {"before": {n: v for n, v in before.items() if v}, "after": {n: v for n, v in after.items() if v}},
+    }
+
+
+def rrset_info(client, params):
+    zone = canonical(params["zone"], "zone")
+    found = []
+    for name, rtype in rrset_targets(params, zone):
+        current = read_rrset(client, zone, name, rtype)
+        if current is not None:
+            found.append(dict(current, name=name, type=rtype))
+    return {"changed": False, "zone": zone, "rrsets": found, "exists": bool(found)}
+
+
+def rrset_selector_spec():
+    """Options that pick the record sets (documented in doc_fragments/pdns_rrset.py)."""
+    return {
+        "zone": {"type": "str", "required": True},
+        "name": {"type": "str"},
+        "organization": {"type": "str"},
+        "type": {"type": "str", "default": "A", "choices": ["A", "AAAA", "CNAME", "TXT"]},
+        "include_subdomains": {"type": "bool", "default": True},
+        "wildcard": {"type": "bool", "default": False},
+    }
+
+
+RRSET_SELECTOR_RULES = {
+    "mutually_exclusive": [("name", "organization")],
+    "required_one_of": [("name", "organization")],
+}
