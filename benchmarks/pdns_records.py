@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Register and deregister N organization records through the modules and through the raw API.
 
 Usage (from the repository root, with the local stack up):
@@ -116,7 +115,7 @@ def main():
     zone = "bench-%s.test" % uuid.uuid4().hex[:8]
     api("POST", base + "/zones", key, {"name": zone + ".", "kind": "Native", "nameservers": ["ns1.%s." % zone]})
     try:
-        orgs = [str(uuid.uuid4()) for _ in range(args.count)]
+        orgs = [str(uuid.uuid4()) for dummy in range(args.count)]
         raw = raw_round(base, key, zone, orgs)
         modules = module_round(api_url, key, zone, orgs)
     finally:

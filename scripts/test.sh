@@ -52,8 +52,11 @@ stack_playbook() {
 stage_stack() {
   stack_playbook
   # A second converge must change nothing.
-  local recap
-  recap=$(stack_playbook | tee /dev/stderr | grep -E '^localhost +:')
+  local second recap
+  # Captured, not tee'd to /dev/stderr: re-opening that truncates a log file stderr points to.
+  second=$(stack_playbook)
+  printf '%s\n' "$second"
+  recap=$(grep -E '^localhost +:' <<<"$second")
   [[ $recap =~ changed=0\ .*failed=0\  ]] || { echo "second converge of $TEST_ENV was not clean: $recap" >&2; return 1; }
 }
 
@@ -62,6 +65,9 @@ test_env_vars() {
   export DEMIURGE_TEST_DNS_PORT=$((TEST_PORT_BASE + 353))
   export DEMIURGE_TEST_PDNS_API_URL=http://127.0.0.1:$((TEST_PORT_BASE + 81))
   export DEMIURGE_TEST_HTTP_PORT=$((TEST_PORT_BASE + 80))
+  export DEMIURGE_TEST_DOMAIN=$TEST_ENV.demiurge.test
+  DEMIURGE_TEST_EDGE_ROOT=$(state_path "$TEST_ENV" nginx)
+  export DEMIURGE_TEST_EDGE_ROOT
   DEMIURGE_TEST_PG_PASSWORD=$(cat "$(state_path "$TEST_ENV" secrets pool_db_password)")
   DEMIURGE_TEST_PDNS_API_KEY=$(cat "$(state_path "$TEST_ENV" secrets pdns_api_key)")
   export DEMIURGE_TEST_PG_PASSWORD DEMIURGE_TEST_PDNS_API_KEY
@@ -82,6 +88,10 @@ dns_port: $DEMIURGE_TEST_DNS_PORT
 pdns_api_url: $DEMIURGE_TEST_PDNS_API_URL
 pdns_api_key: $DEMIURGE_TEST_PDNS_API_KEY
 daemon_port: $((TEST_PORT_BASE + 900))
+edge_root: $DEMIURGE_TEST_EDGE_ROOT
+edge_url: http://127.0.0.1:$DEMIURGE_TEST_HTTP_PORT
+edge_domain: $DEMIURGE_TEST_DOMAIN
+standin_script: $REPO_ROOT/roles/gateway_standin/files/gateway_standin.py
 YAML
 }
 

@@ -1,0 +1,118 @@
+"""Time one route change on an nginx edge holding 100, 1,000 and 10,000 organization routes.
+
+Usage (from the repository root, as root, nginx installed):
+    .venv/bin/python benchmarks/edge_route_change.py [--sizes 100 1000 10000] [--changes 7]
+
+Renders the edge role's own nginx.conf into a scratch prefix, runs nginx there on a free port,
+fills routes/ with N organizations, then times complete route changes through edge_route's logic:
+lock, write, `nginx -t` of the whole tree, reload, until the new route answers a request.
+Reports the median and the split between validation and reload-until-served.
+"""
+
+import argparse
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import jinja2
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / ".build" / "src"))
+from ansible_collections.demiurge.gateway.plugins.module_utils import _edge_route  # noqa: E402
+from ansible_collections.demiurge.gateway.plugins.module_utils._daemon import Daemon  # noqa: E402
+
+DOMAIN = "bench.demiurge.test"
+
+
+def run_command(argv):
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_edge(prefix, port):
+    for sub in ("logs", "routes", "run", "tmp"):
+        (prefix / sub).mkdir(parents=True, exist_ok=True)
+    shutil.chown(prefix / "tmp", "www-data", "www-data")
+    (prefix / "run" / "routes.lock").touch()
+    template = jinja2.Template((REPO / "roles/edge/templates/nginx.conf.j2").read_text())
+    (prefix / "nginx.conf").write_text(template.render(
+        ansible_managed="benchmark", __edge_prefix=str(prefix), edge_worker_processes=2,
+        edge_worker_shutdown_timeout="30s", edge_listen_address="127.0.0.1", edge_http_port=port, edge_https_port=0))
+    daemon = Daemon("bench-nginx", str(prefix / "run" / "bench.pid"), log_file=str(prefix / "logs" / "out.log"),
+                    argv=["/usr/sbin/nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"],
+                    wait_port=port, stop_signal="QUIT")
+    daemon.start()
+    return daemon
+
+
+def fill_routes(prefix, count):
+    routes = prefix / "routes"
+    existing = len(list(routes.glob("org-*.conf")))
+    for index in range(existing, count):
+        label = "org-%s" % uuid.uuid4()
+        (routes / (label + ".conf")).write_text(_edge_route.render_route("%s.%s" % (label, DOMAIN), "127.0.0.1:%d" % (30000 + index % 1000), None))
+
+
+class TimedEdge(_edge_route.Edge):
+    """Edge that records when validation ends, to split the total."""
+    marks = []
+
+    def test(self):
+        verdict = super().test()
+        TimedEdge.marks.append(time.perf_counter())
+        return verdict
+
+
+def one_change(prefix, port):
+    params = {"config_root": str(prefix), "config_file": None, "organization": str(uuid.uuid4()), "domain": DOMAIN,
+              "upstream": "127.0.0.1:39999", "state": "present", "owner": None, "force": False,
+              "listen_url": "http://127.0.0.1:%d" % port, "nginx_binary": "/usr/sbin/nginx",
+              "reload_timeout": 30.0, "lock_timeout": 30.0}
+    TimedEdge.marks = []
+    started = time.perf_counter()
+    _edge_route.ensure_route(params, False, run_command)
+    finished = time.perf_counter()
+    return finished - started, TimedEdge.marks[0] - started
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
+    parser.add_argument("--changes", type=int, default=7)
+    args = parser.parse_args()
+    _edge_route.Edge = TimedEdge
+    prefix = Path(tempfile.mkdtemp(prefix="edge-bench-"))
+    prefix.chmod(0o755)
+    port = free_port()
+    daemon = start_edge(prefix, port)
+    try:
+        print("%8s %12s %14s %16s" % ("orgs", "total (ms)", "nginx -t (ms)", "reload→served (ms)"))
+        for size in sorted(args.sizes):
+            fill_routes(prefix, size)
+            one_change(prefix, port)  # warm: the first reload after a bulk fill loads every route
+            samples = [one_change(prefix, port) for dummy in range(args.changes)]
+            total = statistics.median(s[0] for s in samples)
+            validate = statistics.median(s[1] for s in samples)
+            print("%8d %12.1f %14.1f %16.1f" % (size, total * 1000, validate * 1000, (total - validate) * 1000))
+            # Keep the size at N for the next round: drop this round's extra routes.
+            for path in sorted((prefix / "routes").glob("org-*.conf"), key=lambda p: p.stat().st_mtime)[size:]:
+                path.unlink()
+    finally:
+        daemon.stop(daemon.pid())
+        shutil.rmtree(prefix)
+
+
+if __name__ == "__main__":
+    main()

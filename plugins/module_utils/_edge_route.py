@@ -1,0 +1,254 @@
+# -*- coding: utf-8 -*-
+# Copyright: Demiurge platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""PRIVATE to demiurge.gateway: may change without notice.
+
+One organization's route on an nginx edge: a small file in the edge's routes/
+directory, fed to `map $host $demiurge_upstream`. Every change runs under the
+edge's lock: write, `nginx -t` the whole tree, reload, and prove the live
+configuration serves the route; any failure restores this route's previous
+file (never anyone else's) and reloads again.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import ipaddress
+import os
+import re
+import signal
+import socket
+import time
+
+from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import canonical
+from ansible_collections.demiurge.gateway.plugins.module_utils._errors import GatewayError, InvalidInputError
+from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_rrset import organization_label
+
+ROUTES_DIR = "routes"
+LOCK_FILE = os.path.join("run", "routes.lock")
+NGINX_PID_FILE = os.path.join("run", "nginx.pid")
+# Response header the edge adds to every response: the upstream its live map chose.
+UPSTREAM_HEADER = "X-Demiurge-Upstream"
+_OWNER_LINE = re.compile(r"^# owner: (\S+)$", re.MULTILINE)
+_NGINX_WHERE = re.compile(r" in (/\S+):(\d+)")
+
+
+class EdgeError(GatewayError):
+    """nginx refused a change, or a reload did not take effect; the previous state is back."""
+
+
+def parse_upstream(upstream):
+    """host:port with an IP literal (nginx resolves names in a variable proxy_pass only with a resolver)."""
+    match = re.match(r"^\[?([0-9A-Fa-f:.]+)\]?:(\d{1,5})$", str(upstream))
+    try:
+        address = ipaddress.ip_address(match.group(1)) if match else None
+    except ValueError:
+        address = None
+    if address is None or not 0 < int(match.group(2)) < 65536:
+        raise InvalidInputError("Upstream %r is not <ip>:<port>" % (upstream,),
+                                hint="Give the gateway's address as an IP literal and port, for example 127.0.0.1:21001")
+    host = "[%s]" % address.compressed if address.version == 6 else str(address)
+    return "%s:%s" % (host, int(match.group(2)))
+
+
+def render_route(host, upstream, owner):
+    lines = ["# Managed by demiurge.gateway.edge_route; do not edit."]
+    if owner:
+        lines.append("# owner: %s" % owner)
+    # A leading dot matches the name and every name below it (hostnames map).
+    lines.append(".%s %s;" % (host, upstream))
+    return "\n".join(lines) + "\n"
+
+
+def _read(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def _write_atomic(path, text):
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    with open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(tmp, 0o644)
+    os.rename(tmp, path)
+
+
+def _put(path, text):
+    """Make path hold text, or not exist when text is None."""
+    if text is None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+    else:
+        _write_atomic(path, text)
+
+
+class EdgeLock:
+    """Exclusive flock on the edge's lock file, shared by every job that changes routes."""
+
+    def __init__(self, path, timeout):
+        self.path, self.timeout, self.handle = path, timeout, None
+
+    def __enter__(self):
+        self.handle = open(self.path, "a")
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
+                    self.handle.close()
+                    raise EdgeError("Could not lock %s within %ss" % (self.path, self.timeout),
+                                    hint="Another job holds the edge lock; retry, or raise lock_timeout")
+                time.sleep(0.01)
+
+    def __exit__(self, *exc_info):
+        self.handle.close()
+
+
+class Edge:
+    """The nginx edge under one configuration root (prefix)."""
+
+    def __init__(self, root, config, run_command, nginx_binary="/usr/sbin/nginx", listen_url=None, reload_timeout=10.0):
+        self.root = root
+        self.run_command = run_command
+        self.config = config or os.path.join(root, "nginx.conf")
+        self.nginx = nginx_binary
+        self.listen_url = listen_url
+        self.reload_timeout = reload_timeout
+        if not os.path.isdir(os.path.join(root, ROUTES_DIR)):
+            raise InvalidInputError("%s has no %s/ directory" % (root, ROUTES_DIR),
+                                    hint="Prepare the edge with the demiurge.gateway.edge role first")
+
+    def route_path(self, label):
+        return os.path.join(self.root, ROUTES_DIR, label + ".conf")
+
+    def test(self):
+        """None when nginx accepts the whole configuration, else its message."""
+        rc, out, err = self.run_command([self.nginx, "-t", "-q", "-p", self.root, "-c", self.config])
+        return None if rc == 0 else (err + out).strip()
+
+    def master_pid(self):
+        try:
+            with open(os.path.join(self.root, NGINX_PID_FILE)) as handle:
+                return int(handle.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def reload(self):
+        pid = self.master_pid()
+        if pid is None:
+            raise EdgeError("nginx under %s is not running (no %s)" % (self.root, NGINX_PID_FILE),
+                            hint="Start it with the demiurge.gateway.edge role")
+        os.kill(pid, signal.SIGHUP)
+
+    def served_upstream(self, host):
+        """Upstream the live nginx maps host to ('' for none), via one HTTP request."""
+        match = re.match(r"^http://([^/:]+):(\d+)", self.listen_url)
+        with socket.create_connection((match.group(1), int(match.group(2))), timeout=2) as conn:
+            conn.sendall(("HEAD /.well-known/demiurge-route HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % host).encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                head += chunk
+        for line in head.decode("latin-1").split("\r\n")[1:]:
+            name, dummy, value = line.partition(":")
+            if name.strip().lower() == UPSTREAM_HEADER.lower():
+                return value.strip()
+        return ""
+
+    def wait_served(self, host, upstream):
+        """True once the live configuration maps host to upstream ('' = unrouted)."""
+        if not self.listen_url:
+            return True
+        deadline = time.monotonic() + self.reload_timeout
+        while True:
+            try:
+                if self.served_upstream(host) == upstream:
+                    return True
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+
+
+def _owner_of(text):
+    match = _OWNER_LINE.search(text or "")
+    return match.group(1) if match else None
+
+
+def ensure_route(params, check_mode, run_command):
+    """run_command(argv) -> (rc, stdout, stderr), as AnsibleModule.run_command."""
+    label = organization_label(params["organization"])
+    host = "%s.%s" % (label, canonical(params["domain"], "domain")[:-1])
+    present = params["state"] == "present"
+    upstream = parse_upstream(params["upstream"]) if present else None
+    if present and not params["upstream"]:
+        raise InvalidInputError("state=present needs upstream", hint="Give the gateway's nginx_upstream (ip:port)")
+    edge = Edge(params["config_root"], params["config_file"], run_command, params["nginx_binary"],
+                params["listen_url"], params["reload_timeout"])
+    path = edge.route_path(label)
+    wanted = render_route(host, upstream, params["owner"]) if present else None
+
+    result = {"host": host, "path": path, "upstream": upstream, "warnings": []}
+    current = _read(path)
+    if current == wanted:
+        return dict(result, changed=False, diff={"before": current or "", "after": wanted or ""})
+    if check_mode:
+        _refuse_foreign(path, current, params)
+        return dict(result, changed=True, diff={"before": current or "", "after": wanted or ""})
+
+    with EdgeLock(os.path.join(params["config_root"], LOCK_FILE), params["lock_timeout"]):
+        current = _read(path)  # again, under the lock
+        if current != wanted:
+            _refuse_foreign(path, current, params)
+            _apply(edge, path, current, wanted, host, upstream or "", params["force"], result["warnings"])
+    return dict(result, changed=current != wanted, diff={"before": current or "", "after": wanted or ""})
+
+
+def _refuse_foreign(path, current, params):
+    owner = _owner_of(current)
+    if current is None or params["owner"] is None or params["force"] or owner == params["owner"]:
+        return
+    raise InvalidInputError("Route %s is owned by %s, not by %s" % (path, owner or "nobody", params["owner"]),
+                            hint="Leave it to its owner, or set force=true to take it over", current_owner=owner)
+
+
+def _apply(edge, path, previous, wanted, host, upstream, force, warnings):
+    _put(path, wanted)
+    verdict = edge.test()
+    if verdict is not None:
+        _put(path, previous)
+        before = edge.test()
+        if before is None:
+            raise EdgeError("nginx rejected the route for %s, the previous route is back: %s" % (host, verdict),
+                            hint="Fix the value named in nginx's message", nginx_error=verdict)
+        if not force:
+            raise EdgeError(
+                "The nginx configuration under %s was already broken before this change, nothing was changed: %s"
+                % (edge.root, before),
+                hint="Fix or remove the file named in nginx's message, or set force=true to write the route anyway",
+                nginx_error=before)
+        # Forced: keep the route on disk; it goes live with the next reload after the foreign fix.
+        _put(path, wanted)
+        warnings.append("Route for %s written but not live: nginx configuration is broken elsewhere: %s" % (host, before))
+        return
+    edge.reload()
+    if not edge.wait_served(host, upstream):
+        _put(path, previous)
+        edge.reload()
+        raise EdgeError(
+            "nginx reloaded but did not serve the new route for %s within %ss; the previous route is back"
+            % (host, edge.reload_timeout),
+            hint="Check the edge's error log for the reload failure")

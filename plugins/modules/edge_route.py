@@ -1,0 +1,173 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Demiurge platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: edge_route
+short_description: Route an organization's host names to its gateway on an nginx edge
+version_added: 0.1.0
+description:
+  - Manages one organization's route on an edge prepared by the C(demiurge.gateway.edge) role. The
+    route is one small file in C(<config_root>/routes/) mapping C(org-<uuid>.<domain>) and every name
+    below it (for example C(uc-<id>.org-<uuid>.<domain>)) to the gateway's upstream, for HTTP and
+    WebSocket.
+  - "Every change runs under the edge's lock, so parallel jobs serialise: the route file is written,
+    C(nginx -t) tests the whole configuration, nginx reloads, and with O(listen_url) the module waits
+    until the live nginx serves the new route."
+  - If C(nginx -t) rejects the change, or the reload does not take effect, this route's previous file
+    is put back (no file if there was none), nginx keeps or gets back the previous configuration, and
+    the task fails quoting nginx's message with file and line. Other jobs' routes are never touched.
+  - If the configuration was already broken by another file, the module says so and changes nothing,
+    unless O(force=true).
+  - nginx reloads only when the route changed.
+extends_documentation_fragment:
+  - demiurge.gateway.attributes
+options:
+  config_root:
+    description: The edge's nginx prefix (holds C(nginx.conf), C(routes/) and C(run/)).
+    type: path
+    required: true
+  config_file:
+    description: Main configuration file. Defaults to C(<config_root>/nginx.conf).
+    type: path
+  organization:
+    description: Organization UUID; the host name is C(org-<uuid>.<domain>).
+    type: str
+    required: true
+  domain:
+    description: Domain of the organization host names.
+    type: str
+    required: true
+  upstream:
+    description: The gateway's C(<ip>:<port>). Required for O(state=present).
+    type: str
+  state:
+    description: Whether the route exists.
+    type: str
+    choices: [present, absent]
+    default: present
+  owner:
+    description:
+      - Owner recorded in the route file, normally the allocation id. A call that names an owner
+        refuses to replace or delete a route owned by another owner unless O(force=true).
+    type: str
+  force:
+    description:
+      - Take over a route owned by someone else; write the route even when another file breaks the
+        configuration (it goes live with the first reload after that file is fixed).
+    type: bool
+    default: false
+  listen_url:
+    description:
+      - URL where the edge listens, for example C(http://127.0.0.1:15080). When set, the module
+        confirms after the reload that nginx serves the change, and rolls back if it does not.
+    type: str
+  nginx_binary:
+    description: Path of the nginx program.
+    type: path
+    default: /usr/sbin/nginx
+  reload_timeout:
+    description: Seconds to wait for a reload to take effect.
+    type: float
+    default: 10
+  lock_timeout:
+    description: Seconds to wait for the edge lock.
+    type: float
+    default: 60
+notes:
+  - Runs on the edge host. In check mode nothing is written and nginx is not tested.
+seealso:
+  - module: demiurge.gateway.pdns_rrset
+author:
+  - Demiurge platform team (@demiurge)
+"""
+
+EXAMPLES = r"""
+- name: Route an organization to its gateway
+  demiurge.gateway.edge_route:
+    config_root: "{{ 'dev-001' | demiurge.gateway.state_path('nginx') }}"
+    organization: 0b5e9b7c-1a2b-4c3d-8e9f-001122334455
+    domain: dev-001.demiurge.test
+    upstream: 127.0.0.1:21001
+    owner: "{{ allocation_id }}"
+    listen_url: http://127.0.0.1:15080
+
+- name: Remove the route (a no-op when it is gone)
+  demiurge.gateway.edge_route:
+    config_root: "{{ 'dev-001' | demiurge.gateway.state_path('nginx') }}"
+    organization: 0b5e9b7c-1a2b-4c3d-8e9f-001122334455
+    domain: dev-001.demiurge.test
+    owner: "{{ allocation_id }}"
+    state: absent
+"""
+
+RETURN = r"""
+host:
+  description: The organization's host name (its subdomains are routed too).
+  returned: always
+  type: str
+  sample: org-0b5e9b7c-1a2b-4c3d-8e9f-001122334455.dev-001.demiurge.test
+path:
+  description: The route file.
+  returned: always
+  type: str
+  sample: /srv/edge/nginx/routes/org-0b5e9b7c-1a2b-4c3d-8e9f-001122334455.conf
+upstream:
+  description: Normalised upstream, null for V(absent).
+  returned: always
+  type: str
+  sample: 127.0.0.1:21001
+nginx_error:
+  description: nginx's message when it rejected the configuration.
+  returned: failure
+  type: str
+  sample: 'nginx: [emerg] invalid number of arguments in "map" directive in /srv/edge/nginx/routes/x.conf:3'
+current_owner:
+  description: Owner of the route that blocked the call, when it failed for that reason.
+  returned: failure
+  type: str
+  sample: 5d0f6c1e-3b7a-4e51-9a55-0e6f1c2d3b4a
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.demiurge.gateway.plugins.module_utils._edge_route import ensure_route
+from ansible_collections.demiurge.gateway.plugins.module_utils._module import run_module
+
+
+def apply_route(module):
+    result = ensure_route(module.params, module.check_mode, module.run_command)
+    for warning in result.pop("warnings"):
+        module.warn(warning)
+    if not module._diff:
+        result.pop("diff")
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "config_root": {"type": "path", "required": True},
+            "config_file": {"type": "path"},
+            "organization": {"type": "str", "required": True},
+            "domain": {"type": "str", "required": True},
+            "upstream": {"type": "str"},
+            "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
+            "owner": {"type": "str"},
+            "force": {"type": "bool", "default": False},
+            "listen_url": {"type": "str"},
+            "nginx_binary": {"type": "path", "default": "/usr/sbin/nginx"},
+            "reload_timeout": {"type": "float", "default": 10},
+            "lock_timeout": {"type": "float", "default": 60},
+        },
+        required_if=[("state", "present", ["upstream"])],
+        supports_check_mode=True,
+    )
+    run_module(module, apply_route)
+
+
+if __name__ == "__main__":
+    main()
