@@ -4,7 +4,7 @@ Usage (from the repository root, as root, nginx installed):
     .venv/bin/python benchmarks/edge_route_change.py [--sizes 100 1000 10000] [--changes 7]
 
 Renders the edge role's own nginx.conf into a scratch prefix, runs nginx there on a free port,
-fills routes/ with N organizations, then times complete route changes through edge_route's logic:
+fills the route shards with N organizations, then times complete route changes through edge_route's logic:
 lock, write, `nginx -t` of the whole tree, reload, until the new route answers a request.
 Reports the median and the split between validation and reload-until-served.
 """
@@ -57,12 +57,17 @@ def start_edge(prefix, port):
     return daemon
 
 
-def fill_routes(prefix, count):
-    routes = prefix / "routes"
-    existing = len(list(routes.glob("org-*.conf")))
-    for index in range(existing, count):
+def write_routes(prefix, count):
+    """Replace every shard so the edge holds exactly count organizations."""
+    shards = {}
+    for index in range(count):
         label = "org-%s" % uuid.uuid4()
-        (routes / (label + ".conf")).write_text(_edge_route.render_route("%s.%s" % (label, DOMAIN), "127.0.0.1:%d" % (30000 + index % 1000), None))
+        entry = _edge_route.render_entry(label, "%s.%s" % (label, DOMAIN), "127.0.0.1:%d" % (30000 + index % 1000), None)
+        shards.setdefault(label[4:6], {})[label] = entry
+    for old in (prefix / "routes").glob("orgs-*.conf"):
+        old.unlink()
+    for shard, entries in shards.items():
+        (prefix / "routes" / ("orgs-%s.conf" % shard)).write_text(_edge_route.render_shard(entries))
 
 
 class TimedEdge(_edge_route.Edge):
@@ -100,15 +105,12 @@ def main():
     try:
         print("%8s %12s %14s %16s" % ("orgs", "total (ms)", "nginx -t (ms)", "reload→served (ms)"))
         for size in sorted(args.sizes):
-            fill_routes(prefix, size)
+            write_routes(prefix, size)
             one_change(prefix, port)  # warm: the first reload after a bulk fill loads every route
             samples = [one_change(prefix, port) for dummy in range(args.changes)]
             total = statistics.median(s[0] for s in samples)
             validate = statistics.median(s[1] for s in samples)
             print("%8d %12.1f %14.1f %16.1f" % (size, total * 1000, validate * 1000, (total - validate) * 1000))
-            # Keep the size at N for the next round: drop this round's extra routes.
-            for path in sorted((prefix / "routes").glob("org-*.conf"), key=lambda p: p.stat().st_mtime)[size:]:
-                path.unlink()
     finally:
         daemon.stop(daemon.pid())
         shutil.rmtree(prefix)

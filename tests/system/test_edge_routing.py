@@ -95,6 +95,10 @@ def host_of(edge, org, sub=None):
     return ("%s.org-%s.%s" % (sub, org, edge["domain"])) if sub else "org-%s.%s" % (org, edge["domain"])
 
 
+def entry(edge, org):
+    return _edge_route.Edge(edge["root"], None, run_command).route_entry("org-%s" % org)
+
+
 def nginx_accepts(edge):
     return run_command(["/usr/sbin/nginx", "-t", "-q", "-p", edge["root"], "-c", edge["root"] + "/nginx.conf"])[0] == 0
 
@@ -141,22 +145,24 @@ def test_websocket_upgrade_passes_through(edge, gateways):
 def test_check_mode_writes_nothing(edge, gateways):
     org = uuid.uuid4()
     result = route(edge, org, check_mode=True, upstream=gateways["gw-a"])
-    assert result["changed"] and not os.path.exists(result["path"])
+    assert result["changed"] and entry(edge, org) is None
     assert get(edge, host_of(edge, org))[0] == 404
 
 
 def test_rejected_candidate_restores_the_previous_route(edge, gateways, monkeypatch):
     org = uuid.uuid4()
     route(edge, org, upstream=gateways["gw-a"])
-    before = Path(_edge_route.Edge(edge["root"], None, run_command).route_path("org-%s" % org)).read_text()
-    monkeypatch.setattr(_edge_route, "render_route", lambda host, upstream, owner: ".%s %s extra junk;\n" % (host, upstream))
+    shard = Path(_edge_route.Edge(edge["root"], None, run_command).shard_path("org-%s" % org))
+    before = shard.read_text()
+    monkeypatch.setattr(_edge_route, "render_entry",
+                        lambda label, host, upstream, owner: "# %s\n.%s %s extra junk;\n" % (label, host, upstream))
     with pytest.raises(EdgeError) as caught:
         route(edge, org, upstream=gateways["gw-b"])
     message = str(caught.value)
-    assert "nginx rejected the route" in message and "previous route is back" in message
-    assert "/routes/org-%s.conf:" % org in message, "nginx's message names file and line"
+    assert "nginx rejected the route" in message and "previous routes are back" in message
+    assert "%s:" % shard in message, "nginx's message names file and line"
     monkeypatch.undo()
-    assert Path(_edge_route.Edge(edge["root"], None, run_command).route_path("org-%s" % org)).read_text() == before
+    assert shard.read_text() == before
     assert nginx_accepts(edge)
     assert get(edge, host_of(edge, org)) == (200, "gw-a")
     route(edge, org, state="absent")
@@ -164,10 +170,10 @@ def test_rejected_candidate_restores_the_previous_route(edge, gateways, monkeypa
 
 def test_rejected_first_route_leaves_no_file(edge, gateways, monkeypatch):
     org = uuid.uuid4()
-    monkeypatch.setattr(_edge_route, "render_route", lambda host, upstream, owner: "not a map line\n")
+    monkeypatch.setattr(_edge_route, "render_entry", lambda label, host, upstream, owner: "# %s\nnot a map line\n" % label)
     with pytest.raises(EdgeError):
         route(edge, org, upstream=gateways["gw-a"])
-    assert not os.path.exists(os.path.join(edge["root"], "routes", "org-%s.conf" % org))
+    assert entry(edge, org) is None
     assert nginx_accepts(edge)
 
 
@@ -179,7 +185,7 @@ def test_foreign_broken_file_is_reported_and_nothing_changes(edge, gateways):
     try:
         with pytest.raises(EdgeError, match="already broken before this change.*zz-foreign.conf"):
             route(edge, org, upstream=gateways["gw-b"])
-        assert not os.path.exists(os.path.join(edge["root"], "routes", "org-%s.conf" % org))
+        assert entry(edge, org) is None
         assert get(edge, host_of(edge, serving)) == (200, "gw-a"), "serving is unchanged"
         forced = route(edge, org, upstream=gateways["gw-b"], force=True)
         assert forced["changed"] and "written but not live" in forced["warnings"][0]
@@ -196,14 +202,15 @@ def test_reload_that_does_not_take_effect_is_rolled_back(edge, gateways, monkeyp
     monkeypatch.setattr(_edge_route.Edge, "reload", lambda self: None)
     with pytest.raises(EdgeError, match="did not serve the new route"):
         route(edge, org, upstream=gateways["gw-a"], reload_timeout=0.3)
-    assert not os.path.exists(os.path.join(edge["root"], "routes", "org-%s.conf" % org))
+    assert entry(edge, org) is None
 
 
 def test_foreign_owner_is_refused(edge, gateways):
     org = uuid.uuid4()
     route(edge, org, upstream=gateways["gw-a"], owner="alloc-1")
-    with pytest.raises(InvalidInputError, match="owned by alloc-1"):
+    with pytest.raises(InvalidInputError, match="owned by alloc-1") as caught:
         route(edge, org, upstream=gateways["gw-b"], owner="alloc-2")
+    assert caught.value.details["current_owner"] == "alloc-1"
     with pytest.raises(InvalidInputError, match="owned by alloc-1"):
         route(edge, org, state="absent", owner="alloc-2")
     assert get(edge, host_of(edge, org)) == (200, "gw-a")
