@@ -87,7 +87,7 @@ def one_change(prefix, port):
               "reload_timeout": 30.0, "lock_timeout": 30.0}
     TimedEdge.marks = []
     started = time.perf_counter()
-    _edge_route.ensure_route(params, False, run_command)
+    _edge_route.ensure_route(params, False, run_command, print)
     finished = time.perf_counter()
     return finished - started, TimedEdge.marks[0] - started
 

@@ -16,6 +16,7 @@ import signal
 import socket
 import time
 
+from ansible_collections.demiurge.gateway.plugins.module_utils._module import ModuleDef
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import (
     InvalidInputError,
     ServiceError,
@@ -268,3 +269,40 @@ class Daemon:
                 self.stop(pid)
             self.start()
         return True, before, "running"
+
+
+def daemon_argument_spec():
+    return {
+        "name": {"type": "str", "required": True},
+        "argv": {"type": "list", "elements": "str"},
+        "pidfile": {"type": "path", "required": True},
+        "log_file": {"type": "path"},
+        "state": {"type": "str", "default": "started", "choices": ["started", "stopped", "restarted", "reloaded"]},
+        "user": {"type": "str"},
+        "chdir": {"type": "path"},
+        "environment": {"type": "dict", "default": {}},
+        "wait_host": {"type": "str", "default": "127.0.0.1"},
+        "wait_port": {"type": "int"},
+        "wait_timeout": {"type": "float", "default": 30},
+        "stop_signal": {"type": "str", "default": "TERM"},
+        "reload_signal": {"type": "str", "default": "HUP"},
+        "stop_timeout": {"type": "float", "default": 30},
+    }
+
+
+def _daemon_body(call):
+    params = call.params
+    daemon = Daemon(
+        params["name"], params["pidfile"], argv=params["argv"], log_file=params["log_file"], user=params["user"],
+        chdir=params["chdir"], environment=params["environment"], wait_host=params["wait_host"],
+        wait_port=params["wait_port"], wait_timeout=params["wait_timeout"], stop_signal=params["stop_signal"],
+        reload_signal=params["reload_signal"], stop_timeout=params["stop_timeout"],
+    )
+    changed, before, after = daemon.ensure(params["state"], check_mode=call.check_mode)
+    return {"changed": changed, "state": after, "pid": daemon.pid(),
+            "diff": {"before": {"state": before}, "after": {"state": after}}}
+
+
+DAEMON = ModuleDef(
+    daemon_argument_spec, _daemon_body,
+    required_if=[("state", state, ["argv", "log_file"]) for state in ("started", "restarted", "reloaded")])

@@ -13,6 +13,7 @@ import re
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import InvalidInputError
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 ORG_LABEL = re.compile(r"^org-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -41,3 +42,11 @@ def require_in_zone(name, zone):
     if not in_zone(name, zone):
         raise InvalidInputError("Record name %s is not inside zone %s" % (name, zone),
                                 hint="Use a name ending in .%s or pick the zone that holds it" % zone)
+
+
+def organization_label(organization):
+    org = str(organization).strip().lower()
+    if not _UUID.match(org):
+        raise InvalidInputError("Organization id %r is not a UUID" % (organization,),
+                                hint="Pass the organization's UUID, for example 0b5e9b7c-1a2b-4c3d-8e9f-001122334455")
+    return "org-" + org

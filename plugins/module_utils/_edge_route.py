@@ -28,7 +28,8 @@ import time
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import canonical
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import GatewayError, InvalidInputError
-from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_rrset import organization_label
+from ansible_collections.demiurge.gateway.plugins.module_utils._module import ModuleDef
+from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import organization_label
 
 ROUTES_DIR = "routes"
 LOCK_FILE = os.path.join("run", "routes.lock")
@@ -215,8 +216,8 @@ class Edge:
             time.sleep(0.005)
 
 
-def ensure_route(params, check_mode, run_command):
-    """run_command(argv) -> (rc, stdout, stderr), as AnsibleModule.run_command."""
+def ensure_route(params, check_mode, run_command, warn):
+    """run_command(argv) -> (rc, stdout, stderr), as AnsibleModule.run_command; warn(message)."""
     label = organization_label(params["organization"])
     host = "%s.%s" % (label, canonical(params["domain"], "domain")[:-1])
     present = params["state"] == "present"
@@ -227,7 +228,7 @@ def ensure_route(params, check_mode, run_command):
                 params["listen_url"], params["reload_timeout"])
     path = edge.shard_path(label)
     wanted = render_entry(label, host, upstream, params["owner"]) if present else None
-    result = {"host": host, "path": path, "upstream": upstream, "warnings": []}
+    result = {"host": host, "path": path, "upstream": upstream}
 
     current = edge.route_entry(label)
     if current != wanted:
@@ -244,7 +245,7 @@ def ensure_route(params, check_mode, run_command):
                     else:
                         entries[label] = wanted
                     _apply(edge, path, shard_before, render_shard(entries), host, upstream or "",
-                           params["force"], result["warnings"])
+                           params["force"], warn)
     return dict(result, changed=current != wanted, diff={"before": current or "", "after": wanted or ""})
 
 
@@ -256,7 +257,7 @@ def _refuse_foreign(path, label, current, params):
                             hint="Leave it to its owner, or set force=true to take it over", current_owner=owner)
 
 
-def _apply(edge, path, previous, candidate, host, upstream, force, warnings):
+def _apply(edge, path, previous, candidate, host, upstream, force, warn):
     _put(path, candidate)
     verdict = edge.test()
     if verdict is not None:
@@ -273,7 +274,7 @@ def _apply(edge, path, previous, candidate, host, upstream, force, warnings):
                 nginx_error=before)
         # Forced: keep the route on disk; it goes live with the next reload after the foreign fix.
         _put(path, candidate)
-        warnings.append("Route for %s written but not live: nginx configuration is broken elsewhere: %s" % (host, before))
+        warn("Route for %s written but not live: nginx configuration is broken elsewhere: %s" % (host, before))
         return
     edge.reload()
     if not edge.wait_served(host, upstream):
@@ -283,3 +284,26 @@ def _apply(edge, path, previous, candidate, host, upstream, force, warnings):
             "nginx reloaded but did not serve the new route for %s within %ss; the previous routes are back"
             % (host, edge.reload_timeout),
             hint="Check the edge's error log for the reload failure")
+
+
+def route_argument_spec():
+    return {
+        "config_root": {"type": "path", "required": True},
+        "config_file": {"type": "path"},
+        "organization": {"type": "str", "required": True},
+        "domain": {"type": "str", "required": True},
+        "upstream": {"type": "str"},
+        "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
+        "owner": {"type": "str"},
+        "force": {"type": "bool", "default": False},
+        "listen_url": {"type": "str"},
+        "nginx_binary": {"type": "path", "default": "/usr/sbin/nginx"},
+        "reload_timeout": {"type": "float", "default": 10},
+        "lock_timeout": {"type": "float", "default": 60},
+    }
+
+
+EDGE_ROUTE = ModuleDef(
+    route_argument_spec,
+    lambda call: ensure_route(call.params, call.check_mode, call.run_command, call.warn),
+    required_if=[("state", "present", ["upstream"])])

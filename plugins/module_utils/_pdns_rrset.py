@@ -10,13 +10,15 @@ compare, and write every change of one call in a single PATCH.
 from __future__ import annotations
 
 import ipaddress
-import re
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import (
     ORG_LABEL,
     canonical,
+    organization_label,
     require_in_zone,
 )
+from ansible_collections.demiurge.gateway.plugins.module_utils._module import ModuleDef
+from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_client import PdnsClient, pdns_argument_spec
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import (
     InvalidInputError,
     PdnsError,
@@ -26,15 +28,6 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._errors import (
 OWNER_ACCOUNT = "demiurge"
 OWNER_PREFIX = "owner="
 WILDCARD_OWNER = "wildcard"
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-
-
-def organization_label(organization):
-    org = str(organization).strip().lower()
-    if not _UUID.match(org):
-        raise InvalidInputError("Organization id %r is not a UUID" % (organization,),
-                                hint="Pass the organization's UUID, for example 0b5e9b7c-1a2b-4c3d-8e9f-001122334455")
-    return "org-" + org
 
 
 def normalize_content(rtype, content):
@@ -180,7 +173,34 @@ def rrset_selector_spec():
     }
 
 
-RRSET_SELECTOR_RULES = {
+_SELECTOR_RULES = {
     "mutually_exclusive": [("name", "organization")],
     "required_one_of": [("name", "organization")],
 }
+
+
+def rrset_argument_spec():
+    spec = pdns_argument_spec()
+    spec.update(rrset_selector_spec())
+    spec.update(
+        state={"type": "str", "default": "present", "choices": ["present", "absent"]},
+        records={"type": "list", "elements": "str", "default": []},
+        ttl={"type": "int", "default": 60},
+        owner={"type": "str"},
+        force={"type": "bool", "default": False},
+    )
+    return spec
+
+
+def rrset_info_argument_spec():
+    spec = pdns_argument_spec()
+    spec.update(rrset_selector_spec())
+    return spec
+
+
+PDNS_RRSET = ModuleDef(
+    rrset_argument_spec,
+    lambda call: ensure_rrsets(PdnsClient.from_params(call.params), call.params, call.check_mode),
+    **_SELECTOR_RULES)
+PDNS_RRSET_INFO = ModuleDef(
+    rrset_info_argument_spec, lambda call: rrset_info(PdnsClient.from_params(call.params), call.params), **_SELECTOR_RULES)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import canonical
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import PdnsNotFoundError
+from ansible_collections.demiurge.gateway.plugins.module_utils._module import ModuleDef
+from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_client import PdnsClient, pdns_argument_spec
 
 
 def read_zone(client, zone):
@@ -54,3 +56,18 @@ def ensure_zone(client, params, check_mode):
         # about 20 s); flushing makes the change visible over DNS at once.
         client.flush_cache(zone)
     return {"changed": changed, "zone": zone, "diff": {"before": current or {}, "after": after or {}}}
+
+
+def zone_argument_spec():
+    spec = pdns_argument_spec()
+    spec.update(
+        name={"type": "str", "required": True},
+        state={"type": "str", "default": "present", "choices": ["present", "absent"]},
+        kind={"type": "str", "default": "Native", "choices": ["Native", "Master", "Slave"]},
+        nameservers={"type": "list", "elements": "str", "default": []},
+        ns_ttl={"type": "int", "default": 3600},
+    )
+    return spec
+
+
+PDNS_ZONE = ModuleDef(zone_argument_spec, lambda call: ensure_zone(PdnsClient.from_params(call.params), call.params, call.check_mode))

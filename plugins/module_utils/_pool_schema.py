@@ -10,7 +10,14 @@ transaction per migration, each recorded with its checksum.
 from __future__ import annotations
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import DatabaseError, SchemaError
-from ansible_collections.demiurge.gateway.plugins.module_utils._pool_db import connect, describe, psycopg
+from ansible_collections.demiurge.gateway.plugins.module_utils._module import ModuleDef
+from ansible_collections.demiurge.gateway.plugins.module_utils._pool_db import (
+    connect,
+    describe,
+    pool_db_argument_spec,
+    psycopg,
+    require_psycopg,
+)
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_migrations import MIGRATIONS, checksum
 
 VERSION_TABLE = "gateway_schema_migrations"
@@ -102,7 +109,7 @@ def _apply_one(conn, migration, target):
 
 
 def ensure_schema(params, check_mode):
-    """Module body shared by pool_schema: returns the result dict."""
+    """Create the database if asked, apply pending migrations; the result dict."""
     created = ensure_database(params, check_mode) if params["create_database"] else False
     if created and check_mode:
         applied, pending = [], list(MIGRATIONS)
@@ -117,3 +124,20 @@ def ensure_schema(params, check_mode):
         "applied": [{"version": m.version, "name": m.name} for m in pending],
         "diff": {"before": {"version": before}, "after": {"version": latest}},
     }
+
+
+def schema_argument_spec():
+    spec = pool_db_argument_spec()
+    spec.update(
+        create_database={"type": "bool", "default": False},
+        maintenance_db={"type": "str", "default": "postgres"},
+    )
+    return spec
+
+
+def _schema_body(call):
+    require_psycopg()
+    return ensure_schema(call.params, call.check_mode)
+
+
+POOL_SCHEMA = ModuleDef(schema_argument_spec, _schema_body)

@@ -122,49 +122,12 @@ state:
   sample: running
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.demiurge.gateway.plugins.module_utils._daemon import Daemon
+from ansible_collections.demiurge.gateway.plugins.module_utils._daemon import DAEMON
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import run_module
 
 
-def ensure_daemon(module):
-    params = module.params
-    daemon = Daemon(
-        params["name"], params["pidfile"], argv=params["argv"], log_file=params["log_file"], user=params["user"],
-        chdir=params["chdir"], environment=params["environment"], wait_host=params["wait_host"],
-        wait_port=params["wait_port"], wait_timeout=params["wait_timeout"], stop_signal=params["stop_signal"],
-        reload_signal=params["reload_signal"], stop_timeout=params["stop_timeout"],
-    )
-    changed, before, after = daemon.ensure(params["state"], check_mode=module.check_mode)
-    result = {"changed": changed, "state": after, "pid": daemon.pid()}
-    if module._diff:
-        result["diff"] = {"before": {"state": before}, "after": {"state": after}}
-    return result
-
-
 def main():
-    module = AnsibleModule(
-        argument_spec={
-            "name": {"type": "str", "required": True},
-            "argv": {"type": "list", "elements": "str"},
-            "pidfile": {"type": "path", "required": True},
-            "log_file": {"type": "path"},
-            "state": {"type": "str", "default": "started", "choices": ["started", "stopped", "restarted", "reloaded"]},
-            "user": {"type": "str"},
-            "chdir": {"type": "path"},
-            "environment": {"type": "dict", "default": {}},
-            "wait_host": {"type": "str", "default": "127.0.0.1"},
-            "wait_port": {"type": "int"},
-            "wait_timeout": {"type": "float", "default": 30},
-            "stop_signal": {"type": "str", "default": "TERM"},
-            "reload_signal": {"type": "str", "default": "HUP"},
-            "stop_timeout": {"type": "float", "default": 30},
-        },
-        required_if=[("state", state, ["argv", "log_file"]) for state in ("started", "restarted", "reloaded")],
-        supports_check_mode=True,
-    )
-    run_module(module, ensure_daemon)
+    run_module(DAEMON)
 
 
 if __name__ == "__main__":

@@ -134,41 +134,12 @@ current_owner:
   sample: 5d0f6c1e-3b7a-4e51-9a55-0e6f1c2d3b4a
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.demiurge.gateway.plugins.module_utils._edge_route import ensure_route
+from ansible_collections.demiurge.gateway.plugins.module_utils._edge_route import EDGE_ROUTE
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import run_module
 
 
-def apply_route(module):
-    result = ensure_route(module.params, module.check_mode, module.run_command)
-    for warning in result.pop("warnings"):
-        module.warn(warning)
-    if not module._diff:
-        result.pop("diff")
-    return result
-
-
 def main():
-    module = AnsibleModule(
-        argument_spec={
-            "config_root": {"type": "path", "required": True},
-            "config_file": {"type": "path"},
-            "organization": {"type": "str", "required": True},
-            "domain": {"type": "str", "required": True},
-            "upstream": {"type": "str"},
-            "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
-            "owner": {"type": "str"},
-            "force": {"type": "bool", "default": False},
-            "listen_url": {"type": "str"},
-            "nginx_binary": {"type": "path", "default": "/usr/sbin/nginx"},
-            "reload_timeout": {"type": "float", "default": 10},
-            "lock_timeout": {"type": "float", "default": 60},
-        },
-        required_if=[("state", "present", ["upstream"])],
-        supports_check_mode=True,
-    )
-    run_module(module, apply_route)
+    run_module(EDGE_ROUTE)
 
 
 if __name__ == "__main__":

@@ -110,36 +110,12 @@ current_owner:
   sample: 5d0f6c1e-3b7a-4e51-9a55-0e6f1c2d3b4a
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import run_module
-from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_client import PdnsClient, pdns_argument_spec
-from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_rrset import (
-    RRSET_SELECTOR_RULES,
-    ensure_rrsets,
-    rrset_selector_spec,
-)
-
-
-def apply_rrsets(module):
-    result = ensure_rrsets(PdnsClient.from_params(module.params), module.params, module.check_mode)
-    if not module._diff:
-        result.pop("diff")
-    return result
+from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_rrset import PDNS_RRSET
 
 
 def main():
-    spec = pdns_argument_spec()
-    spec.update(rrset_selector_spec())
-    spec.update(
-        state={"type": "str", "default": "present", "choices": ["present", "absent"]},
-        records={"type": "list", "elements": "str", "default": []},
-        ttl={"type": "int", "default": 60},
-        owner={"type": "str"},
-        force={"type": "bool", "default": False},
-    )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True, **RRSET_SELECTOR_RULES)
-    run_module(module, apply_rrsets)
+    run_module(PDNS_RRSET)
 
 
 if __name__ == "__main__":

@@ -50,22 +50,12 @@ rrsets:
             "ttl": 60, "records": ["127.0.0.1"], "owner": "5d0f6c1e-3b7a-4e51-9a55-0e6f1c2d3b4a"}]
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import run_module
-from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_client import PdnsClient, pdns_argument_spec
-from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_rrset import (
-    RRSET_SELECTOR_RULES,
-    rrset_info,
-    rrset_selector_spec,
-)
+from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_rrset import PDNS_RRSET_INFO
 
 
 def main():
-    spec = pdns_argument_spec()
-    spec.update(rrset_selector_spec())
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True, **RRSET_SELECTOR_RULES)
-    run_module(module, lambda mod: rrset_info(PdnsClient.from_params(mod.params), mod.params))
+    run_module(PDNS_RRSET_INFO)
 
 
 if __name__ == "__main__":

@@ -64,31 +64,12 @@ zone:
   sample: dev-001.demiurge.test.
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import run_module
-from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_client import PdnsClient, pdns_argument_spec
-from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_zone import ensure_zone
-
-
-def apply_zone(module):
-    result = ensure_zone(PdnsClient.from_params(module.params), module.params, module.check_mode)
-    if not module._diff:
-        result.pop("diff")
-    return result
+from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_zone import PDNS_ZONE
 
 
 def main():
-    spec = pdns_argument_spec()
-    spec.update(
-        name={"type": "str", "required": True},
-        state={"type": "str", "default": "present", "choices": ["present", "absent"]},
-        kind={"type": "str", "default": "Native", "choices": ["Native", "Master", "Slave"]},
-        nameservers={"type": "list", "elements": "str", "default": []},
-        ns_ttl={"type": "int", "default": 3600},
-    )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    run_module(module, apply_zone)
+    run_module(PDNS_ZONE)
 
 
 if __name__ == "__main__":

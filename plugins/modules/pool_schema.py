@@ -66,29 +66,12 @@ database_created:
   sample: false
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import run_module
-from ansible_collections.demiurge.gateway.plugins.module_utils._pool_db import pool_db_argument_spec, require_psycopg
-from ansible_collections.demiurge.gateway.plugins.module_utils._pool_schema import ensure_schema
-
-
-def apply_schema(module):
-    require_psycopg()
-    result = ensure_schema(module.params, module.check_mode)
-    if not module._diff:
-        result.pop("diff")
-    return result
+from ansible_collections.demiurge.gateway.plugins.module_utils._pool_schema import POOL_SCHEMA
 
 
 def main():
-    spec = pool_db_argument_spec()
-    spec.update(
-        create_database={"type": "bool", "default": False},
-        maintenance_db={"type": "str", "default": "postgres"},
-    )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    run_module(module, apply_schema)
+    run_module(POOL_SCHEMA)
 
 
 if __name__ == "__main__":

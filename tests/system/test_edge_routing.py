@@ -76,7 +76,9 @@ def params(edge, org, **overrides):
 
 
 def route(edge, org, check_mode=False, **overrides):
-    return ensure_route(params(edge, org, **overrides), check_mode, run_command)
+    warnings = []
+    result = ensure_route(params(edge, org, **overrides), check_mode, run_command, warnings.append)
+    return dict(result, warnings=warnings)
 
 
 def get(edge, host, path="/"):
@@ -226,7 +228,7 @@ def test_bad_upstream_is_refused_before_anything_is_written(edge, upstream):
 def _route_many(args):
     edge, upstream, orgs = args
     for org in orgs:
-        ensure_route(params(edge, org, upstream=upstream), False, run_command)
+        ensure_route(params(edge, org, upstream=upstream), False, run_command, print)
 
 
 def test_concurrent_changes_from_several_processes_all_land(edge, gateways):

@@ -3,6 +3,8 @@
 Keeps the parts of the gateway's contract the collection relies on:
   GET  /health              200 {"status": "ok", "gateway": <name>} (503 when --unhealthy-file exists)
   POST /collab/start        the allocation handshake: {"organization": <uuid>, "handshake_token": <str>}
+                            (500 while --fail-handshake-file exists)
+  POST /collab/reset        end the organization's session
   any other request         200 {"gateway": <name>, "host": <Host>, "path": <path>}
   WebSocket upgrade         101, then every text frame is echoed back as "<name>: <text>"
 Every response carries the header X-Gateway: <name>, so a test sees which gateway served it.
@@ -21,8 +23,9 @@ WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 class Gateway:
-    def __init__(self, name, data_dir, unhealthy_file):
-        self.name, self.data_dir, self.unhealthy_file = name, data_dir, unhealthy_file
+    def __init__(self, name, data_dir, unhealthy_file, fail_handshake_file):
+        self.name, self.data_dir = name, data_dir
+        self.unhealthy_file, self.fail_handshake_file = unhealthy_file, fail_handshake_file
         self.organization = None
 
     async def handle(self, reader, writer):
@@ -59,7 +62,12 @@ class Gateway:
             if self.unhealthy_file and os.path.exists(self.unhealthy_file):
                 return "503 Service Unavailable", {"status": "unhealthy", "gateway": self.name}
             return "200 OK", {"status": "ok", "gateway": self.name, "organization": self.organization}
+        if path == "/collab/reset" and method == "POST":
+            self.organization = None
+            return "200 OK", {"gateway": self.name, "reset": True}
         if path == "/collab/start" and method == "POST":
+            if self.fail_handshake_file and os.path.exists(self.fail_handshake_file):
+                return "500 Internal Server Error", {"error": "handshake failure injected"}
             try:
                 request = json.loads(body or b"{}")
                 organization, token = request["organization"], request["handshake_token"]
@@ -122,10 +130,11 @@ def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--unhealthy-file", default=None, help="answer /health with 503 while this file exists")
+    parser.add_argument("--fail-handshake-file", default=None, help="answer /collab/start with 500 while this file exists")
     args = parser.parse_args()
     if args.data_dir:
         os.makedirs(os.path.join(args.data_dir, "projects"), mode=0o700, exist_ok=True)
-    gateway = Gateway(args.name, args.data_dir, args.unhealthy_file)
+    gateway = Gateway(args.name, args.data_dir, args.unhealthy_file, args.fail_handshake_file)
 
     async def serve():
         server = await asyncio.start_server(gateway.handle, args.listen, args.port)

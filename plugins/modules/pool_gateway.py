@@ -1,0 +1,87 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Demiurge platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: pool_gateway
+short_description: Register, update or remove a gateway in the pool
+version_added: 0.1.0
+description:
+  - Registers a pre-started gateway (C(proc_gateway_new)), updates its addresses or metadata, and
+    moves it between V(ready), V(quarantined) and V(retired).
+  - A gateway only becomes V(ready) through C(proc_gateways_set_ready), which refuses while the
+    gateway is allocated; addresses of an allocated gateway cannot change.
+  - V(absent) deletes a gateway that was never allocated and retires one with allocation history.
+  - One transaction per call; check mode runs it and rolls back.
+  - Runs in the controller process when the task runs on the controller.
+extends_documentation_fragment:
+  - demiurge.gateway.pool_db
+  - demiurge.gateway.attributes
+options:
+  name:
+    description: Gateway name (lower-case letters, digits, C(-)).
+    type: str
+    required: true
+  api_url:
+    description: Base URL of the gateway's API, for health checks and the handshake. Required to register.
+    type: str
+  nginx_upstream:
+    description: C(<ip>:<port>) the edge proxies to. Required to register.
+    type: str
+  metadata:
+    description: Free-form metadata stored with the gateway.
+    type: dict
+  status:
+    description: Status to move the gateway to; omit to leave it.
+    type: str
+    choices: [ready, quarantined, retired]
+  status_reason:
+    description: Why the gateway got O(status), for V(quarantined) and V(retired).
+    type: str
+  state:
+    description: Whether the gateway is registered.
+    type: str
+    choices: [present, absent]
+    default: present
+author:
+  - Demiurge platform team (@demiurge)
+"""
+
+EXAMPLES = r"""
+- name: Register a gateway and put it in the pool
+  demiurge.gateway.pool_gateway:
+    name: gw-001
+    api_url: http://127.0.0.1:21001
+    nginx_upstream: 127.0.0.1:21001
+    status: ready
+  delegate_to: localhost
+
+- name: Take a gateway out of service
+  demiurge.gateway.pool_gateway:
+    name: gw-001
+    status: quarantined
+    status_reason: failed its health check after release
+"""
+
+RETURN = r"""
+gateway:
+  description: The gateway after the call; null after V(absent).
+  returned: always
+  type: dict
+  sample: {"id": "9c3f8e0a-5b0e-4f7a-8a51-0f2b9d1c7e44", "name": "gw-001", "api_url": "http://127.0.0.1:21001",
+           "nginx_upstream": "127.0.0.1:21001", "status": "ready", "metadata": {}}
+"""
+
+from ansible_collections.demiurge.gateway.plugins.module_utils._pool_ops import POOL_GATEWAY
+from ansible_collections.demiurge.gateway.plugins.module_utils._module import run_module
+
+
+def main():
+    run_module(POOL_GATEWAY)
+
+
+if __name__ == "__main__":
+    main()
