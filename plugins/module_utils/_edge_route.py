@@ -28,6 +28,7 @@ import time
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import canonical
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import GatewayError, InvalidInputError
+from ansible_collections.demiurge.gateway.plugins.module_utils._journal import journal_argument_spec, journaled
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import ModuleDef
 from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import organization_label
 
@@ -287,7 +288,8 @@ def _apply(edge, path, previous, candidate, host, upstream, force, warn):
 
 
 def route_argument_spec():
-    return {
+    spec = journal_argument_spec()
+    spec.update({
         "config_root": {"type": "path", "required": True},
         "config_file": {"type": "path"},
         "organization": {"type": "str", "required": True},
@@ -300,10 +302,11 @@ def route_argument_spec():
         "nginx_binary": {"type": "path", "default": "/usr/sbin/nginx"},
         "reload_timeout": {"type": "float", "default": 10},
         "lock_timeout": {"type": "float", "default": 60},
-    }
+    })
+    return spec
 
 
 EDGE_ROUTE = ModuleDef(
     route_argument_spec,
-    lambda call: ensure_route(call.params, call.check_mode, call.run_command, call.warn),
+    journaled(lambda call: ensure_route(call.params, call.check_mode, call.run_command, call.warn)),
     required_if=[("state", "present", ["upstream"])])

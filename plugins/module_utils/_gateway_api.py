@@ -13,10 +13,11 @@ import json
 import time
 
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
-from ansible.module_utils.urls import open_url
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import organization_label
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import GatewayError
+from ansible_collections.demiurge.gateway.plugins.module_utils._http import open_url
+from ansible_collections.demiurge.gateway.plugins.module_utils._journal import journal_argument_spec, journaled
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import ModuleDef
 
 
@@ -28,7 +29,7 @@ def _call(api_url, method, path, body, timeout):
     url = api_url.rstrip("/") + path
     try:
         response = open_url(url, method=method, data=None if body is None else json.dumps(body),
-                            headers={"Content-Type": "application/json"}, timeout=timeout, follow_redirects="none")
+                            headers={"Content-Type": "application/json"}, timeout=timeout)
         return response.getcode(), json.loads(response.read() or b"{}")
     except HTTPError as exc:
         return exc.code, {"error": exc.read().decode("utf-8", "replace")[:500]}
@@ -81,14 +82,17 @@ def gateway_session(call):
 
 
 def session_argument_spec():
-    return {
+    spec = journal_argument_spec()
+    spec.update({
         "api_url": {"type": "str", "required": True},
         "organization": {"type": "str", "required": True},
         "state": {"type": "str", "default": "started", "choices": ["started", "reset"]},
         "handshake_token": {"type": "str", "no_log": True},
         "timeout": {"type": "float", "default": 5},
         "health_timeout": {"type": "float", "default": 10},
-    }
+    })
+    return spec
 
 
-GATEWAY_SESSION = ModuleDef(session_argument_spec, gateway_session, required_if=[("state", "started", ["handshake_token"])])
+GATEWAY_SESSION = ModuleDef(session_argument_spec, journaled(gateway_session),
+                            required_if=[("state", "started", ["handshake_token"])])

@@ -16,8 +16,8 @@ import time
 from ansible.module_utils.basic import env_fallback
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.six.moves.urllib.parse import quote, urlencode
-from ansible.module_utils.urls import open_url
 
+from ansible_collections.demiurge.gateway.plugins.module_utils._http import open_url
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import (
     InvalidInputError,
     PdnsAuthError,
@@ -83,8 +83,8 @@ class PdnsClient:
         attempt = 0
         while True:
             try:
-                response = open_url(url, data=data, headers=headers, method=method, timeout=self.timeout,
-                                    validate_certs=self.validate_certs, follow_redirects="none")
+                response = open_url(url, method=method, data=data, headers=headers, timeout=self.timeout,
+                                    validate_certs=self.validate_certs)
                 raw = response.read()
                 return json.loads(raw) if raw else None
             except HTTPError as exc:

@@ -17,6 +17,7 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import
     organization_label,
     require_in_zone,
 )
+from ansible_collections.demiurge.gateway.plugins.module_utils._journal import journal_argument_spec, journaled
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import ModuleDef
 from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_client import PdnsClient, pdns_argument_spec
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import (
@@ -182,6 +183,7 @@ _SELECTOR_RULES = {
 def rrset_argument_spec():
     spec = pdns_argument_spec()
     spec.update(rrset_selector_spec())
+    spec.update(journal_argument_spec())
     spec.update(
         state={"type": "str", "default": "present", "choices": ["present", "absent"]},
         records={"type": "list", "elements": "str", "default": []},
@@ -200,7 +202,7 @@ def rrset_info_argument_spec():
 
 PDNS_RRSET = ModuleDef(
     rrset_argument_spec,
-    lambda call: ensure_rrsets(PdnsClient.from_params(call.params), call.params, call.check_mode),
+    journaled(lambda call: ensure_rrsets(PdnsClient.from_params(call.params), call.params, call.check_mode)),
     **_SELECTOR_RULES)
 PDNS_RRSET_INFO = ModuleDef(
     rrset_info_argument_spec, lambda call: rrset_info(PdnsClient.from_params(call.params), call.params), **_SELECTOR_RULES)

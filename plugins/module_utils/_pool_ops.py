@@ -269,25 +269,32 @@ POOL_ALLOCATION = ModuleDef(allocation_argument_spec, ensure_allocation)
 
 # --- pool_allocation_step -------------------------------------------------------------------
 
-def record_step(call):
-    params = call.params
-    with Transaction(params, call.check_mode) as conn:
-        row = conn.execute("SELECT state, detail FROM allocation_steps WHERE allocation_id = %s AND step = %s",
-                           (params["allocation_id"], params["step"])).fetchone()
-        wanted_detail = params["detail"] or {}
-        if row is not None and row[0] == params["step_state"] and (not params["detail"] or row[1] == wanted_detail):
-            return {"changed": False}
-        updated = conn.execute(
+def write_step(params, state, detail=None):
+    """Upsert step params["step"] of live allocation params["allocation_id"] and extend its lease;
+    params also holds the connection options. One transaction."""
+    with Transaction(params, False) as conn:
+        live = conn.execute(
             "UPDATE organizations_gateways SET lease_expires_at = now() + make_interval(secs => %s) "
             "WHERE id = %s AND stopped_at IS NULL RETURNING id", (params["lease_seconds"], params["allocation_id"])).fetchone()
-        if updated is None:
+        if live is None:
             raise InvalidInputError("Allocation %s is not live" % params["allocation_id"],
                                     hint="Journal steps only for a claimed, not yet stopped allocation")
         conn.execute(
             "INSERT INTO allocation_steps (allocation_id, step, state, detail) VALUES (%s, %s, %s, %s) "
             "ON CONFLICT (allocation_id, step) DO UPDATE SET state = EXCLUDED.state, "
             "detail = allocation_steps.detail || EXCLUDED.detail, updated_at = now()",
-            (params["allocation_id"], params["step"], params["step_state"], psycopg.types.json.Jsonb(wanted_detail)))
+            (params["allocation_id"], params["step"], state, psycopg.types.json.Jsonb(detail or {})))
+
+
+def record_step(call):
+    params = call.params
+    with Transaction(params, True) as conn:
+        row = conn.execute("SELECT state, detail FROM allocation_steps WHERE allocation_id = %s AND step = %s",
+                           (params["allocation_id"], params["step"])).fetchone()
+    if row is not None and row[0] == params["step_state"] and (not params["detail"] or row[1] == params["detail"]):
+        return {"changed": False}
+    if not call.check_mode:
+        write_step(params, params["step_state"], params["detail"])
     return {"changed": True, "diff": {"before": {"state": row[0] if row else None}, "after": {"state": params["step_state"]}}}
 
 

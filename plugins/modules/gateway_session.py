@@ -18,6 +18,7 @@ description:
     the caller can return the gateway to the pool or quarantine it.
   - Runs in the controller process when the task runs on the controller.
 extends_documentation_fragment:
+  - demiurge.gateway.journal
   - demiurge.gateway.attributes
 options:
   api_url:

@@ -1,0 +1,56 @@
+# -*- coding: utf-8 -*-
+# Copyright: Demiurge platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    # The journal option of step modules; matches journal_argument_spec() in module_utils/_journal.py.
+    DOCUMENTATION = r"""
+options:
+  journal:
+    description:
+      - Record this call as a step of an allocation in the pool database, so that a run killed
+        midway can be repaired: C(started) before the work, C(done) after it, C(failed) when it
+        fails. Each write also extends the allocation's lease. Nothing is journaled in check mode.
+      - Takes the pool database's connection options (as M(demiurge.gateway.pool_allocation)) plus
+        the keys below.
+    type: dict
+    suboptions:
+      allocation_id:
+        description: Allocation the step belongs to.
+        type: str
+        required: true
+      step:
+        description: Step name, for example C(dns).
+        type: str
+        required: true
+      lease_seconds:
+        description: New lease of the allocation from now.
+        type: int
+        default: 600
+      login_host:
+        description: Pool database host. Falls back to E(PGHOST).
+        type: str
+        default: 127.0.0.1
+      login_port:
+        description: Pool database port. Falls back to E(PGPORT).
+        type: int
+        default: 5432
+      login_user:
+        description: Pool database role. Falls back to E(PGUSER).
+        type: str
+        default: demiurge
+      login_password:
+        description: Password of O(journal.login_user). Falls back to E(PGPASSWORD).
+        type: str
+      login_db:
+        description: Pool database. Falls back to E(PGDATABASE).
+        type: str
+        default: demiurge
+      connect_timeout:
+        description: Seconds to wait for a connection.
+        type: int
+        default: 10
+"""

@@ -1,0 +1,42 @@
+# -*- coding: utf-8 -*-
+# Copyright: Demiurge platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""PRIVATE to demiurge.gateway: may change without notice.
+
+The `journal` option of step modules (pdns_rrset, edge_route, gateway_session):
+record the step as started before the work, done after it, failed when it
+raises, in the allocation's journal; one task instead of three.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.demiurge.gateway.plugins.module_utils._errors import GatewayError
+from ansible_collections.demiurge.gateway.plugins.module_utils._pool_db import pool_db_argument_spec
+from ansible_collections.demiurge.gateway.plugins.module_utils._pool_ops import write_step
+
+
+def journal_argument_spec():
+    options = pool_db_argument_spec()
+    options.update(
+        allocation_id={"type": "str", "required": True},
+        step={"type": "str", "required": True},
+        lease_seconds={"type": "int", "default": 600},
+    )
+    return {"journal": {"type": "dict", "options": options}}
+
+
+def journaled(body):
+    """Wrap a module body so that its `journal` option records the step around the work."""
+    def run(call):
+        journal = call.params.get("journal")
+        if not journal or call.check_mode:
+            return body(call)
+        write_step(journal, "started")
+        try:
+            result = body(call)
+        except GatewayError as exc:
+            write_step(journal, "failed", {"error": str(exc)[:500]})
+            raise
+        write_step(journal, "done")
+        return result
+    return run
