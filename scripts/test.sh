@@ -5,6 +5,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 TEST_ENV=${DEMIURGE_TEST_ENV:-test-001}
 TEST_PORT_BASE=${DEMIURGE_TEST_PORT_BASE:-16000}
+TEST_GATEWAYS=20
 SANITY_ROOT=$BUILD_DIR/ansible-test/ansible_collections/demiurge/gateway
 SOURCE_ROOT=$BUILD_DIR/src
 ALL_STAGES=(unit sanity lint stack integration system compat molecule)
@@ -46,7 +47,8 @@ stage_lint() {
 }
 
 stack_playbook() {
-  DEMIURGE_ENV=$TEST_ENV DEMIURGE_PORT_BASE=$TEST_PORT_BASE ansible-playbook demiurge.gateway.local_stack
+  DEMIURGE_ENV=$TEST_ENV DEMIURGE_PORT_BASE=$TEST_PORT_BASE ansible-playbook demiurge.gateway.local_stack \
+    -e local_stack_gateways="$TEST_GATEWAYS"
 }
 
 stage_stack() {
@@ -65,6 +67,8 @@ test_env_vars() {
   export DEMIURGE_TEST_DNS_PORT=$((TEST_PORT_BASE + 353))
   export DEMIURGE_TEST_PDNS_API_URL=http://127.0.0.1:$((TEST_PORT_BASE + 81))
   export DEMIURGE_TEST_HTTP_PORT=$((TEST_PORT_BASE + 80))
+  export DEMIURGE_TEST_ENV=$TEST_ENV DEMIURGE_TEST_PORT_BASE=$TEST_PORT_BASE DEMIURGE_TEST_GATEWAYS=$TEST_GATEWAYS
+  export DEMIURGE_TEST_REPO=$REPO_ROOT
   export DEMIURGE_TEST_DOMAIN=$TEST_ENV.demiurge.test
   DEMIURGE_TEST_EDGE_ROOT=$(state_path "$TEST_ENV" nginx)
   export DEMIURGE_TEST_EDGE_ROOT

@@ -1,0 +1,206 @@
+"""allocate.yml, release.yml and reconcile.yml run through ansible-runner (as AWX runs them)
+against the test stack: real PostgreSQL, PowerDNS, nginx and gateway stand-ins."""
+
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import ansible_runner
+import psycopg
+import pytest
+
+from ansible_collections.demiurge.gateway.plugins.module_utils._paths import state_path
+
+ENV = os.environ.get("DEMIURGE_TEST_ENV")
+pytestmark = pytest.mark.skipif(not ENV, reason="run the suite through scripts/test.sh")
+REPO = Path(os.environ.get("DEMIURGE_TEST_REPO", Path(__file__).resolve().parents[2]))
+DOMAIN = "%s.demiurge.test" % ENV
+
+
+def runner_env(**extra):
+    env = {"ANSIBLE_COLLECTIONS_PATH": os.environ["ANSIBLE_COLLECTIONS_PATH"], "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+           "DEMIURGE_ENV": ENV, "DEMIURGE_PORT_BASE": os.environ["DEMIURGE_TEST_PORT_BASE"],
+           "PATH": os.environ["PATH"]}
+    env.update(extra)
+    return env
+
+
+def run(playbook, organization=None, **extravars):
+    """(rc, set_stats data, stdout) of one playbook run through ansible-runner."""
+    if organization is not None:
+        extravars["organization_id"] = str(organization)
+    stats = {}
+
+    def on_event(event):
+        if event["event"] == "playbook_on_stats":
+            stats.update(event["event_data"].get("artifact_data") or {})
+        return True
+
+    with tempfile.TemporaryDirectory() as tmp:
+        result = ansible_runner.run(private_data_dir=tmp, playbook="demiurge.gateway.%s" % playbook, quiet=True,
+                                    project_dir=str(REPO), inventory=str(REPO / "inventories/local/hosts.yml"),
+                                    extravars=extravars, envvars=runner_env(), event_handler=on_event)
+        return result.rc, stats, result.stdout.read()
+
+
+def db():
+    return psycopg.connect(host="127.0.0.1", port=int(os.environ["DEMIURGE_TEST_PG_PORT"]), user="demiurge",
+                           password=os.environ["DEMIURGE_TEST_PG_PASSWORD"], dbname="demiurge", autocommit=True)
+
+
+def live(organization):
+    with db() as conn:
+        return conn.execute("SELECT id, gateway_id, status FROM organizations_gateways "
+                            "WHERE organization_id = %s AND stopped_at IS NULL", (str(organization),)).fetchone()
+
+
+def stats():
+    with db() as conn:
+        return dict(zip(("ready", "allocated", "resetting", "quarantined", "live"), conn.execute(
+            "SELECT ready, allocated, resetting, quarantined, live_allocations FROM func_gateway_stats()").fetchone()))
+
+
+def dns_status(organization):
+    out = subprocess.run(["dig", "+norec", "+time=2", "+tries=1", "-p", os.environ["DEMIURGE_TEST_DNS_PORT"], "@127.0.0.1",
+                          "org-%s.%s" % (organization, DOMAIN), "A"], capture_output=True, text=True, check=True).stdout
+    return "NOERROR" if "status: NOERROR" in out and "ANSWER: 1" in out else ("NXDOMAIN" if "NXDOMAIN" in out else out)
+
+
+def through_edge(organization, sub=None):
+    host = "%sorg-%s.%s" % (sub + "." if sub else "", organization, DOMAIN)
+    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %header{x-gateway}", "-H", "Host: " + host,
+                          "http://127.0.0.1:%s/" % os.environ["DEMIURGE_TEST_HTTP_PORT"]],
+                         capture_output=True, text=True, check=False).stdout.split(" ", 1)
+    return int(out[0]), (out[1] if len(out) > 1 else "")
+
+
+def gateway_file(name, flag):
+    return Path(state_path(ENV, "gateways", name, flag))
+
+
+def all_gateways(flag):
+    count = int(os.environ["DEMIURGE_TEST_GATEWAYS"])
+    return [gateway_file("gw-%03d" % n, flag) for n in range(1, count + 1)]
+
+
+def assert_nothing_left(organization, baseline):
+    assert live(organization) is None, "no live allocation"
+    assert dns_status(organization) == "NXDOMAIN"
+    assert through_edge(organization)[0] == 404
+    assert stats()["live"] == baseline["live"]
+    assert stats()["resetting"] == 0
+
+
+@pytest.fixture(scope="module")
+def witness():
+    """An organization that stays allocated throughout: other orgs' failures must not disturb it."""
+    organization = uuid.uuid4()
+    rc, data, out = run("allocate", organization)
+    assert rc == 0, out[-3000:]
+    yield organization, data["gateway_allocation"]["gateway"]
+    assert run("release", organization)[0] == 0
+
+
+def test_allocate_serves_the_org_and_release_returns_the_gateway(witness):
+    organization = uuid.uuid4()
+    rc, data, out = run("allocate", organization)
+    assert rc == 0, out[-3000:]
+    result = data["gateway_allocation"]
+    assert result["host_name"] == "org-%s.%s" % (organization, DOMAIN)
+    assert dns_status(organization) == "NOERROR"
+    assert through_edge(organization) == (200, result["gateway"])
+    assert through_edge(organization, "uc-3") == (200, result["gateway"])
+    assert live(organization)[2] == "active"
+    rc, again, out = run("allocate", organization)
+    assert rc == 0 and again["gateway_allocation"]["gateway"] == result["gateway"], "same gateway back"
+    assert "changed=0" in out
+    assert run("release", organization)[0] == 0
+    assert live(organization) is None and dns_status(organization) == "NXDOMAIN"
+    assert through_edge(organization)[0] == 404
+    rc, dummy, out = run("release", organization)
+    assert rc == 0 and "changed=0" in out, "releasing a released org is a no-op"
+
+
+@pytest.mark.parametrize("value", ["not-a-uuid", "0B5E9B7C-1A2B-4C3D-8E9F-001122334455", ""])
+def test_bad_organization_id_changes_nothing(value):
+    before = stats()
+    rc, dummy, out = run("allocate", value)
+    assert rc != 0 and "is not a lower-case UUID" in out and "Nothing was changed" in out
+    assert stats() == before
+
+
+FAULTS = ["powerdns refuses the key", "powerdns is down", "nginx config broken by a foreign file",
+          "nginx is not running", "handshake answers 500", "handshake fails and the gateway is unhealthy"]
+
+
+def fault(name):
+    """(extra vars, injection, message the failure must carry, failed step)."""
+    pdns_url = os.environ["DEMIURGE_TEST_PDNS_API_URL"]
+    return {
+        "powerdns refuses the key": ({"demiurge_pdns_api": {"api_url": pdns_url, "api_key": "wrong"}}, None,
+                                     "refused the API key", "dns"),
+        "powerdns is down": ({"demiurge_pdns_api": {"api_url": "http://127.0.0.1:9", "api_key": "x", "retries": 1}}, None,
+                             "did not answer", "dns"),
+        "nginx config broken by a foreign file": ({}, "foreign", "already broken before this change", "route"),
+        "nginx is not running": ({}, "nginx-down", "is not running", "route"),
+        "handshake answers 500": ({}, "fail-handshake", "HTTP 500", "handshake"),
+        "handshake fails and the gateway is unhealthy": ({}, "unhealthy", "HTTP 500", "handshake"),
+    }[name]
+
+
+class Injected:
+    """Apply one fault to the running stack and take it back afterwards."""
+
+    def __init__(self, injection):
+        self.injection = injection
+        self.routes = Path(state_path(ENV, "nginx", "routes"))
+        self.nginx_pid = Path(state_path(ENV, "nginx", "run", "nginx.pid"))
+        self.files, self.saved_pid = [], None
+
+    def __enter__(self):
+        if self.injection == "foreign":
+            self.files.append(self.routes / "zz-foreign.conf")
+        elif self.injection == "nginx-down":
+            # Without its pid file the edge cannot signal nginx: the reload fails.
+            self.saved_pid = self.nginx_pid.read_text()
+            self.nginx_pid.unlink()
+        elif self.injection in ("fail-handshake", "unhealthy"):
+            self.files.extend(all_gateways("fail-handshake"))
+            if self.injection == "unhealthy":
+                self.files.extend(all_gateways("unhealthy"))
+        for path in self.files:
+            path.write_text("broken;;\n")
+        return self
+
+    def __exit__(self, *exc):
+        for path in self.files:
+            path.unlink()
+        if self.saved_pid is not None:
+            self.nginx_pid.write_text(self.saved_pid)
+
+
+@pytest.mark.parametrize("name", FAULTS)
+def test_each_failing_step_is_rolled_back_completely(name, witness):
+    extravars, injection, message, step = fault(name)
+    organization, baseline = uuid.uuid4(), stats()
+    with Injected(injection):
+        rc, dummy, out = run("allocate", organization, **extravars)
+    assert rc != 0
+    assert "was rolled back" in out and "step '%s'" % step in out and message in out, out[-3000:]
+    assert_nothing_left(organization, baseline)
+    witness_org, witness_gateway = witness
+    assert through_edge(witness_org) == (200, witness_gateway), "nginx still serves the other orgs"
+    after = stats()
+    if injection != "unhealthy":
+        assert after["ready"] == baseline["ready"], "the gateway is back in the pool"
+        return
+    assert after["quarantined"] == baseline["quarantined"] + 1 and after["ready"] == baseline["ready"] - 1
+    with db() as conn:
+        gateway_id = conn.execute("SELECT id FROM gateways WHERE status = 'quarantined'").fetchone()[0]
+        conn.execute("CALL proc_gateways_set_ready(%s)", (gateway_id,))
