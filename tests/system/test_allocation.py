@@ -204,3 +204,83 @@ def test_each_failing_step_is_rolled_back_completely(name, witness):
     with db() as conn:
         gateway_id = conn.execute("SELECT id FROM gateways WHERE status = 'quarantined'").fetchone()[0]
         conn.execute("CALL proc_gateways_set_ready(%s)", (gateway_id,))
+
+
+STEP_TASKS = ["Publish the organization's names", "Route the organization on every edge",
+              "Hand the gateway to the organization", "Mark the allocation active", "Publish the result for AWX"]
+
+
+@pytest.mark.parametrize("boundary", range(len(STEP_TASKS)))
+def test_sigkill_between_steps_is_repaired_by_reconcile(boundary, witness):
+    """Kill ansible-playbook as the task after a step starts; after the lease, reconcile repairs it."""
+    organization, baseline = uuid.uuid4(), stats()
+    proc = subprocess.Popen(
+        [str(REPO / ".venv/bin/ansible-playbook"), "-i", str(REPO / "inventories/local/hosts.yml"),
+         "demiurge.gateway.allocate", "-e", "organization_id=%s" % organization, "-e", "allocation_lease_seconds=2"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        env=dict(os.environ, **runner_env(ANSIBLE_FORCE_COLOR="0")))
+    for line in proc.stdout:
+        if line.startswith("TASK [") and STEP_TASKS[boundary] in line:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL, "the run was killed, not finished"
+    time.sleep(2.5)  # let the lease expire
+    rc, dummy, out = run("reconcile")
+    assert rc == 0, out[-3000:]
+    witness_org, witness_gateway = witness
+    assert through_edge(witness_org) == (200, witness_gateway)
+    if boundary >= 3:
+        # Every step was done before the kill: reconcile rolled the allocation forward.
+        assert live(organization)[2] == "active"
+        assert dns_status(organization) == "NOERROR" and through_edge(organization)[0] == 200
+        assert run("release", organization)[0] == 0
+    assert_nothing_left(organization, baseline)
+    assert stats()["ready"] == baseline["ready"]
+
+
+def run_parallel(playbook, organizations):
+    results = [None] * len(organizations)
+
+    def one(index):
+        results[index] = run(playbook, organizations[index])
+
+    threads = [threading.Thread(target=one, args=(index,)) for index in range(len(organizations))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(600)
+    return results
+
+
+def test_thirty_parallel_allocations_over_twenty_gateways(witness):
+    with db() as conn:
+        ready = conn.execute("SELECT ready FROM func_gateway_stats()").fetchone()[0]
+    organizations = [uuid.uuid4() for dummy in range(ready + 10)]
+    results = run_parallel("allocate", organizations)
+    try:
+        outcomes = Counter("ok" if rc == 0 else ("exhausted" if "Pool exhausted" in out and "nothing was changed" in out else "other")
+                           for rc, dummy, out in results)
+        unexpected = [out[-2500:] for rc, dummy, out in results if rc and "Pool exhausted" not in out]
+        assert outcomes == {"ok": ready, "exhausted": 10}, "\n\n".join(unexpected)
+        with db() as conn:
+            rows = conn.execute("SELECT organization_id, gateway_id FROM organizations_gateways WHERE stopped_at IS NULL").fetchall()
+        assert len({org for org, dummy in rows}) == len(rows) and len({gw for dummy, gw in rows}) == len(rows)
+        served = Counter(through_edge(org)[1] for org, (rc, dummy, out) in zip(organizations, results) if rc == 0)
+        assert len(served) == ready and set(served.values()) == {1}, "each org reaches its own gateway"
+    finally:
+        winners = [org for org, (rc, dummy, out) in zip(organizations, results) if rc == 0]
+        assert all(rc == 0 for rc, dummy, out in run_parallel("release", winners))
+    assert stats()["ready"] == ready
+
+
+def test_ten_parallel_allocations_for_one_org_give_it_one_gateway(witness):
+    organization, baseline = uuid.uuid4(), stats()
+    results = run_parallel("allocate", [organization] * 10)
+    assert all(rc == 0 for rc, dummy, out in results), [out[-1500:] for rc, dummy, out in results if rc]
+    gateways = {data["gateway_allocation"]["gateway"] for rc, data, out in results}
+    assert len(gateways) == 1
+    assert stats()["live"] == baseline["live"] + 1
+    assert through_edge(organization) == (200, gateways.pop())
+    assert run("release", organization)[0] == 0
+    assert_nothing_left(organization, baseline)
