@@ -4,7 +4,7 @@ Keeps the parts of the gateway's contract the collection relies on:
   GET  /health              200 {"status": "ok", "gateway": <name>} (503 when --unhealthy-file exists)
   POST /collab/start        the allocation handshake: {"organization": <uuid>, "handshake_token": <str>}
                             (500 while --fail-handshake-file exists)
-  POST /collab/reset        end the organization's session
+  POST /collab/reset        end the organization's session and wipe its data
   any other request         200 {"gateway": <name>, "host": <Host>, "path": <path>}
   WebSocket upgrade         101, then every text frame is echoed back as "<name>: <text>"
 Every response carries the header X-Gateway: <name>, so a test sees which gateway served it.
@@ -17,6 +17,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import struct
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -63,7 +64,11 @@ class Gateway:
                 return "503 Service Unavailable", {"status": "unhealthy", "gateway": self.name}
             return "200 OK", {"status": "ok", "gateway": self.name, "organization": self.organization}
         if path == "/collab/reset" and method == "POST":
+            # The next organization must never see this one's data.
             self.organization = None
+            if self.data_dir:
+                shutil.rmtree(self.data_dir, ignore_errors=True)
+                os.makedirs(os.path.join(self.data_dir, "projects"), mode=0o700, exist_ok=True)
             return "200 OK", {"gateway": self.name, "reset": True}
         if path == "/collab/start" and method == "POST":
             if self.fail_handshake_file and os.path.exists(self.fail_handshake_file):

@@ -1,0 +1,104 @@
+# -*- coding: utf-8 -*-
+# Copyright: Demiurge platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""PRIVATE to demiurge.gateway: may change without notice.
+
+Module bodies for gateway_snapshot, gateway_restore and gateway_snapshot_info.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import organization_label
+from ansible_collections.demiurge.gateway.plugins.module_utils._journal import journal_argument_spec, journaled
+from ansible_collections.demiurge.gateway.plugins.module_utils._module import ModuleDef
+from ansible_collections.demiurge.gateway.plugins.module_utils._pool_db import pool_db_argument_spec
+from ansible_collections.demiurge.gateway.plugins.module_utils._pool_ops import Transaction
+from ansible_collections.demiurge.gateway.plugins.module_utils._snapshot import (
+    SnapshotError,
+    list_snapshots,
+    matches,
+    restore_snapshot,
+    summary,
+    take_snapshot,
+)
+
+
+def _require_live_allocation(pool_db, organization, allocation_id):
+    with Transaction(pool_db, True) as conn:
+        row = conn.execute("SELECT id FROM organizations_gateways WHERE organization_id = %s AND stopped_at IS NULL",
+                           (organization,)).fetchone()
+    if row is None or str(row[0]) != allocation_id:
+        raise SnapshotError(
+            "Allocation %s is not organization %s's live allocation (that is %s); its data may be stale"
+            % (allocation_id, organization, row[0] if row else "none"),
+            hint="Snapshot only from the gateway the organization holds now")
+
+
+def _storage_spec():
+    return {
+        "data_dir": {"type": "path", "required": True},
+        "storage_dir": {"type": "path", "required": True},
+        "organization": {"type": "str", "required": True},
+    }
+
+
+def snapshot_body(call):
+    params = call.params
+    organization = organization_label(params["organization"])[len("org-"):]
+    if params["pool_db"]:
+        _require_live_allocation(params["pool_db"], organization, params["allocation_id"])
+    latest = next((m for m in list_snapshots(params["storage_dir"], organization) if m["intact"]), None)
+    if latest is not None and matches(params["data_dir"], latest):
+        return {"changed": False, "snapshot": summary(latest), "pruned": []}
+    manifest, pruned, previous = take_snapshot(params["data_dir"], params["storage_dir"], organization,
+                                               params["allocation_id"], params["keep"], params["allow_shrink"],
+                                               call.check_mode)
+    return {"changed": True, "snapshot": summary(manifest), "pruned": pruned,
+            "diff": {"before": {"latest": previous["id"] if previous else None}, "after": {"latest": manifest["id"]}}}
+
+
+def snapshot_argument_spec():
+    spec = _storage_spec()
+    pool_db = pool_db_argument_spec()
+    spec.update(
+        allocation_id={"type": "str", "required": True},
+        keep={"type": "int", "default": 5},
+        allow_shrink={"type": "bool", "default": False},
+        pool_db={"type": "dict", "options": pool_db},
+    )
+    return spec
+
+
+def restore_body(call):
+    params = call.params
+    organization = organization_label(params["organization"])[len("org-"):]
+    history = list_snapshots(params["storage_dir"], organization)
+    wanted = next((m for m in history if m["id"] == params["snapshot"]), None) if params["snapshot"] else \
+        next((m for m in history if m["intact"]), None)
+    if wanted is not None and wanted["intact"] and matches(params["data_dir"], wanted):
+        return {"changed": False, "restored": summary(wanted)}
+    restored = restore_snapshot(params["data_dir"], params["storage_dir"], organization, params["snapshot"], call.check_mode)
+    if restored is None:
+        return {"changed": False, "restored": None}
+    return {"changed": True, "restored": summary(restored), "diff": {"before": {}, "after": {"snapshot": restored["id"]}}}
+
+
+def restore_argument_spec():
+    spec = _storage_spec()
+    spec.update(journal_argument_spec())
+    spec.update(snapshot={"type": "str"})
+    return spec
+
+
+def info_body(call):
+    organization = organization_label(call.params["organization"])[len("org-"):]
+    return {"changed": False, "snapshots": [summary(m) for m in list_snapshots(call.params["storage_dir"], organization)]}
+
+
+def info_argument_spec():
+    return {"storage_dir": {"type": "path", "required": True}, "organization": {"type": "str", "required": True}}
+
+
+GATEWAY_SNAPSHOT = ModuleDef(snapshot_argument_spec, snapshot_body)
+GATEWAY_RESTORE = ModuleDef(restore_argument_spec, journaled(restore_body))
+GATEWAY_SNAPSHOT_INFO = ModuleDef(info_argument_spec, info_body)

@@ -1,0 +1,67 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Demiurge platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: gateway_restore
+short_description: Restore an organization's latest (or a chosen) snapshot into a gateway
+version_added: 0.1.0
+description:
+  - Copies the snapshot into a staging directory beside O(data_dir) while checking every file's
+    SHA-256 and size against the manifest (and the manifest's own checksum); only when all match is
+    the staging directory swapped with O(data_dir) in one rename. A corrupt or truncated snapshot is
+    refused with an error naming the file, and the gateway's data stays as it was.
+  - An organization without snapshots is not an error (a first allocation): nothing changes.
+  - When O(data_dir) already holds exactly the snapshot, nothing changes.
+extends_documentation_fragment:
+  - demiurge.gateway.journal
+  - demiurge.gateway.attributes
+options:
+  data_dir:
+    description: The gateway's data directory.
+    type: path
+    required: true
+  storage_dir:
+    description: Root of central storage.
+    type: path
+    required: true
+  organization:
+    description: Organization UUID.
+    type: str
+    required: true
+  snapshot:
+    description: Snapshot id to restore; the latest intact one when omitted.
+    type: str
+author:
+  - Demiurge platform team (@demiurge)
+"""
+
+EXAMPLES = r"""
+- name: Restore the organization's data before the handshake
+  demiurge.gateway.gateway_restore:
+    data_dir: "{{ allocation.gateway_metadata.data_dir }}"
+    storage_dir: "{{ 'dev-001' | demiurge.gateway.state_path('org-data') }}"
+    organization: "{{ organization_id }}"
+"""
+
+RETURN = r"""
+restored:
+  description: Summary of the restored snapshot; null when the organization has none.
+  returned: always
+  type: dict
+  sample: {"id": "20261125T182000.123456Z", "file_count": 101, "total_size": 52428800, "intact": true}
+"""
+
+from ansible_collections.demiurge.gateway.plugins.module_utils._data_sync import GATEWAY_RESTORE
+from ansible_collections.demiurge.gateway.plugins.module_utils._module import run_module
+
+
+def main():
+    run_module(GATEWAY_RESTORE)
+
+
+if __name__ == "__main__":
+    main()
