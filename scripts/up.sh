@@ -9,7 +9,7 @@ PORT_BASE=${DEMIURGE_PORT_BASE:-15000}
 DEMO_ORG=${DEMIURGE_DEMO_ORG:-0b5e9b7c-1a2b-4c3d-8e9f-001122334455}
 
 bootstrap
-cd "$REPO_ROOT"
+cd "$REPO_ROOT" || exit 1
 say "Bringing up the local stack ($ENV_NAME)"
 ansible-playbook demiurge.gateway.local_stack "$@"
 

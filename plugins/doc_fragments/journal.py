@@ -11,9 +11,9 @@ class ModuleDocFragment:
 options:
   journal:
     description:
-      - Record this call as a step of an allocation in the pool database, so that a run killed
+      - "Record this call as a step of an allocation in the pool database, so that a run killed
         midway can be repaired: C(started) before the work, C(done) after it, C(failed) when it
-        fails. Each write also extends the allocation's lease. Nothing is journaled in check mode.
+        fails. Each write also extends the allocation's lease. Nothing is journaled in check mode."
       - Takes the pool database's connection options (as M(demiurge.gateway.pool_allocation)) plus
         the keys below.
     type: dict

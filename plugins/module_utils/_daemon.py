@@ -228,8 +228,9 @@ class Daemon:
         try:
             os.kill(pid, self.stop_signal)
             # Identity was checked before signalling; from here on only liveness counts (during exit,
-            # /proc/<pid>/exe vanishes before the process has closed its listening sockets).
-            while _alive(pid):
+            # /proc/<pid>/exe vanishes before the process has closed its listening sockets, and the
+            # main thread of a threaded server can be a zombie while another thread still holds them).
+            while _alive(pid) or (self.wait_port is not None and port_open(self.wait_host, self.wait_port)):
                 if time.monotonic() > deadline:
                     os.kill(pid, signal.SIGKILL)
                     deadline = time.monotonic() + 5

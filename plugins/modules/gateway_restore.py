@@ -14,7 +14,7 @@ description:
     SHA-256 and size against the manifest (and the manifest's own checksum); only when all match is
     the staging directory swapped with O(data_dir) in one rename. A corrupt or truncated snapshot is
     refused with an error naming the file, and the gateway's data stays as it was.
-  - An organization without snapshots is not an error (a first allocation): nothing changes.
+  - An organization without snapshots is not an error (a first allocation); nothing changes.
   - When O(data_dir) already holds exactly the snapshot, nothing changes.
 extends_documentation_fragment:
   - demiurge.gateway.journal

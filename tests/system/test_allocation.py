@@ -284,3 +284,81 @@ def test_ten_parallel_allocations_for_one_org_give_it_one_gateway(witness):
     assert through_edge(organization) == (200, gateways.pop())
     assert run("release", organization)[0] == 0
     assert_nothing_left(organization, baseline)
+
+
+def gateway_data_dir(organization):
+    with db() as conn:
+        return conn.execute("SELECT g.metadata->>'data_dir' FROM organizations_gateways og JOIN gateways g ON g.id = og.gateway_id "
+                            "WHERE og.organization_id = %s AND og.stopped_at IS NULL", (str(organization),)).fetchone()[0]
+
+
+def write_org_data(data_dir, projects):
+    """Per-project binary Yjs state and the gateway state file, as the gateway keeps them."""
+    root = Path(data_dir)
+    for index, project in enumerate(projects):
+        folder = root / "projects" / project
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "doc.yjs").write_bytes(os.urandom(20000 + index))
+        (folder / "update-0001.bin").write_bytes(bytes(range(256)) * (index + 1))
+    (root / "state.json").write_text('{"permissions": {"u1": "owner"}, "oauth": {"tokens": ["tok-1"]}, "container_tokens": {"uc-1": "ct"}}')
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def read_tree(data_dir):
+    root = Path(data_dir)
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_data_follows_the_org_to_another_gateway_byte_for_byte(witness):
+    organization, filler = uuid.uuid4(), uuid.uuid4()
+    assert run("allocate", organization)[0] == 0
+    first_dir = gateway_data_dir(organization)
+    written = write_org_data(first_dir, ["p-1", "p-2", "p-3"])
+    rc, dummy, out = run("data_sync")
+    assert rc == 0, out[-2000:]
+    assert run("data_sync")[2].count("changed=0") == 1, "unchanged data is not pushed again"
+    assert run("release", organization)[0] == 0
+    assert read_tree(first_dir) == {}, "the reset gateway keeps nothing of the organization"
+    assert run("allocate", filler)[0] == 0, "the filler takes the first ready gateway"
+    try:
+        rc, data, out = run("allocate", organization)
+        assert rc == 0, out[-2000:]
+        second_dir = gateway_data_dir(organization)
+        assert second_dir != first_dir
+        assert read_tree(second_dir) == written
+    finally:
+        assert run("release", organization)[0] == 0
+        assert run("release", filler)[0] == 0
+
+
+def test_shrinking_data_stops_the_release_and_loses_nothing(witness):
+    organization = uuid.uuid4()
+    assert run("allocate", organization)[0] == 0
+    data_dir = gateway_data_dir(organization)
+    write_org_data(data_dir, ["p-1", "p-2"])
+    assert run("data_sync")[0] == 0
+    for path in (Path(data_dir) / "projects" / "p-2").iterdir():
+        path.unlink()
+    (Path(data_dir) / "projects" / "p-2").rmdir()
+    rc, dummy, out = run("release", organization)
+    assert rc != 0 and "would drop projects present in snapshot" in out and "p-2" in out
+    assert live(organization)[2] == "releasing", "the release stopped before anything was withdrawn"
+    assert dns_status(organization) == "NOERROR" and through_edge(organization)[0] == 200
+    write_org_data(data_dir, ["p-1", "p-2"])
+    assert run("release", organization)[0] == 0
+    assert live(organization) is None
+
+
+def test_corrupt_snapshot_fails_the_allocation_and_changes_nothing(witness):
+    organization, baseline = uuid.uuid4(), stats()
+    assert run("allocate", organization)[0] == 0
+    write_org_data(gateway_data_dir(organization), ["p-1"])
+    assert run("release", organization)[0] == 0
+    snapshot = sorted((Path(state_path(ENV, "org-data")) / str(organization)).iterdir())[-1]
+    victim = snapshot / "files" / "projects" / "p-1" / "doc.yjs"
+    content = bytearray(victim.read_bytes())
+    content[100] ^= 0xFF
+    victim.write_bytes(bytes(content))
+    rc, dummy, out = run("allocate", organization)
+    assert rc != 0 and "step 'restore'" in out and "is corrupt" in out and "was rolled back" in out, out[-2000:]
+    assert_nothing_left(organization, baseline)
