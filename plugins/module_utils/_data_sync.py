@@ -23,8 +23,8 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._snapshot import 
 )
 
 
-def _require_live_allocation(pool_db, organization, allocation_id):
-    with Transaction(pool_db, True) as conn:
+def _require_live_allocation(params, organization, allocation_id):
+    with Transaction(params, True) as conn:
         row = conn.execute("SELECT id FROM organizations_gateways WHERE organization_id = %s AND stopped_at IS NULL",
                            (organization,)).fetchone()
     if row is None or str(row[0]) != allocation_id:
@@ -45,8 +45,8 @@ def _storage_spec():
 def snapshot_body(call):
     params = call.params
     organization = organization_label(params["organization"])[len("org-"):]
-    if params["pool_db"]:
-        _require_live_allocation(params["pool_db"], organization, params["allocation_id"])
+    if params["verify_allocation"]:
+        _require_live_allocation(params, organization, params["allocation_id"])
     latest = next((m for m in list_snapshots(params["storage_dir"], organization) if m["intact"]), None)
     if latest is not None and matches(params["data_dir"], latest):
         return {"changed": False, "snapshot": summary(latest), "pruned": []}
@@ -59,12 +59,12 @@ def snapshot_body(call):
 
 def snapshot_argument_spec():
     spec = _storage_spec()
-    pool_db = pool_db_argument_spec()
+    spec.update(pool_db_argument_spec())
     spec.update(
         allocation_id={"type": "str", "required": True},
         keep={"type": "int", "default": 5},
         allow_shrink={"type": "bool", "default": False},
-        pool_db={"type": "dict", "options": pool_db},
+        verify_allocation={"type": "bool", "default": True},
     )
     return spec
 

@@ -17,21 +17,10 @@ description:
   - An organization without snapshots is not an error (a first allocation); nothing changes.
   - When O(data_dir) already holds exactly the snapshot, nothing changes.
 extends_documentation_fragment:
+  - demiurge.gateway.gateway_data
   - demiurge.gateway.journal
   - demiurge.gateway.attributes
 options:
-  data_dir:
-    description: The gateway's data directory.
-    type: path
-    required: true
-  storage_dir:
-    description: Root of central storage.
-    type: path
-    required: true
-  organization:
-    description: Organization UUID.
-    type: str
-    required: true
   snapshot:
     description: Snapshot id to restore; the latest intact one when omitted.
     type: str

@@ -19,27 +19,17 @@ description:
     content appears in the result.
   - Refuses a snapshot that would drop projects present in the previous one (a gateway that
     unloaded idle projects must not erase them) unless O(allow_shrink=true).
-  - With O(pool_db), refuses when O(allocation_id) is no longer the organization's live allocation.
+  - Refuses when O(allocation_id) is no longer the organization's live allocation (O(verify_allocation)).
   - Keeps the newest O(keep) intact snapshots; the new one always counts, so a good one always stays.
   - When the data equals the latest snapshot, nothing is written (not changed).
 extends_documentation_fragment:
+  - demiurge.gateway.gateway_data
+  - demiurge.gateway.pool_db
   - demiurge.gateway.attributes
 attributes:
   idempotent:
     details: A second push of unchanged data writes nothing.
 options:
-  data_dir:
-    description: The gateway's data directory.
-    type: path
-    required: true
-  storage_dir:
-    description: Root of central storage (one directory per organization below it).
-    type: path
-    required: true
-  organization:
-    description: Organization UUID.
-    type: str
-    required: true
   allocation_id:
     description: Allocation whose gateway holds the data; recorded in the manifest.
     type: str
@@ -52,34 +42,12 @@ options:
     description: Accept a snapshot that has fewer projects than the previous one.
     type: bool
     default: false
-  pool_db:
-    description: Pool database connection options (as M(demiurge.gateway.pool_allocation)); when given,
-      the push is refused unless O(allocation_id) is the organization's live allocation.
-    type: dict
-    suboptions:
-      login_host:
-        description: Pool database host. Falls back to E(PGHOST).
-        type: str
-        default: 127.0.0.1
-      login_port:
-        description: Pool database port. Falls back to E(PGPORT).
-        type: int
-        default: 5432
-      login_user:
-        description: Pool database role. Falls back to E(PGUSER).
-        type: str
-        default: demiurge
-      login_password:
-        description: Password of O(pool_db.login_user). Falls back to E(PGPASSWORD).
-        type: str
-      login_db:
-        description: Pool database. Falls back to E(PGDATABASE).
-        type: str
-        default: demiurge
-      connect_timeout:
-        description: Seconds to wait for a connection.
-        type: int
-        default: 10
+  verify_allocation:
+    description:
+      - Refuse the push unless O(allocation_id) is the organization's live allocation in the pool
+        database (reached with the connection options), so a stale gateway never overwrites newer data.
+    type: bool
+    default: true
 author:
   - Demiurge platform team (@demiurge)
 """

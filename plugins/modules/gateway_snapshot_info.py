@@ -16,7 +16,7 @@ extends_documentation_fragment:
   - demiurge.gateway.attributes.INFO_MODULE
 options:
   storage_dir:
-    description: Root of central storage.
+    description: Root of central storage; each organization has a directory below it.
     type: path
     required: true
   organization:
