@@ -136,7 +136,8 @@ def test_bad_organization_id_changes_nothing(value):
 
 
 FAULTS = ["powerdns refuses the key", "powerdns is down", "nginx config broken by a foreign file",
-          "nginx is not running", "handshake answers 500", "handshake fails and the gateway is unhealthy"]
+          "nginx is not running", "handshake answers 500", "handshake fails and the gateway is unhealthy",
+          "database unreachable during a step"]
 
 
 def fault(name):
@@ -151,6 +152,10 @@ def fault(name):
         "nginx is not running": ({}, "nginx-down", "is not running", "route"),
         "handshake answers 500": ({}, "fail-handshake", "HTTP 500", "handshake"),
         "handshake fails and the gateway is unhealthy": ({}, "unhealthy", "HTTP 500", "handshake"),
+        # The step's own database connection (its journal) is lost; the rescue's is not.
+        "database unreachable during a step": ({"__allocation_journal_base": {
+            "login_port": 9, "login_password": "x", "allocation_id": "{{ __allocation.allocation_id }}", "lease_seconds": 60,
+            "connect_timeout": 2}}, None, "Could not connect to PostgreSQL", "dns"),
     }[name]
 
 

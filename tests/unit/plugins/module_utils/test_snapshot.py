@@ -74,7 +74,7 @@ def corrupt(storage, mutate):
 @pytest.mark.parametrize("damage,message", [
     (lambda path: open(path, "r+b").write(b"\xff"), "is corrupt"),
     (lambda path: os.truncate(path, 10), "is corrupt"),
-    (lambda path: os.unlink(path), "does not hold exactly the files"),
+    (os.unlink, "does not hold exactly the files"),
 ])
 def test_damaged_snapshot_is_refused_and_the_gateway_keeps_its_data(tmp_path, storage, damage, message):
     push(gateway_data(tmp_path / "gw-a"), storage)
