@@ -177,6 +177,35 @@ class Edge:
         except (OSError, ValueError):
             return None
 
+    def accepting_workers(self):
+        """Pids of the master's workers that still accept connections (a worker told to stop
+        retitles itself "worker process is shutting down" and closes its listening sockets)."""
+        master = self.master_pid()
+        try:
+            with open("/proc/%d/task/%d/children" % (master, master)) as handle:
+                children = [int(pid) for pid in handle.read().split()]
+        except (OSError, TypeError, ValueError):
+            return set()
+        accepting = set()
+        for pid in children:
+            try:
+                with open("/proc/%d/cmdline" % pid, "rb") as handle:
+                    title = handle.read().decode("utf-8", "replace")
+            except OSError:
+                continue
+            if "worker process" in title and "shutting down" not in title:
+                accepting.add(pid)
+        return accepting
+
+    def wait_retired(self, workers):
+        """True once none of workers accepts connections any more (they run the old configuration)."""
+        deadline = time.monotonic() + self.reload_timeout
+        while workers & self.accepting_workers():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
     def reload(self):
         pid = self.master_pid()
         if pid is None:
@@ -277,8 +306,11 @@ def _apply(edge, path, previous, candidate, host, upstream, force, warn):
         _put(path, candidate)
         warn("Route for %s written but not live: nginx configuration is broken elsewhere: %s" % (host, before))
         return
+    old_workers = edge.accepting_workers()
     edge.reload()
-    if not edge.wait_served(host, upstream):
+    # Served by a new worker is not enough: until the old workers stop accepting (nginx waits
+    # about 100 ms before telling them), a request can still meet the old configuration.
+    if not (edge.wait_served(host, upstream) and edge.wait_retired(old_workers)):
         _put(path, previous)
         edge.reload()
         raise EdgeError(
