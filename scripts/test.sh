@@ -9,6 +9,7 @@ TEST_GATEWAYS=20
 SANITY_ROOT=$BUILD_DIR/ansible-test/ansible_collections/demiurge/gateway
 SOURCE_ROOT=$BUILD_DIR/src
 ALL_STAGES=(unit sanity lint stack integration system compat molecule)
+# Long commands run under `timeout`, so a hang fails its stage instead of eating CI's 90 minutes.
 passed=() failed=()
 
 # ansible-test needs the ansible_collections/<ns>/<name> layout and its own git index.
@@ -39,7 +40,7 @@ stage_unit() {
 stage_sanity() {
   install_system_packages shellcheck
   stage_copy
-  (cd "$SANITY_ROOT" && ansible-test sanity --venv --python "$(py_version)" --color no)
+  (cd "$SANITY_ROOT" && timeout 1200 ansible-test sanity --venv --python "$(py_version)" --color no)
 }
 
 stage_lint() {
@@ -102,13 +103,13 @@ YAML
 stage_integration() {
   stage_copy
   write_integration_config "$SANITY_ROOT"
-  (cd "$SANITY_ROOT" && ansible-test integration --local --allow-destructive --python "$(py_version)" --color no)
+  (cd "$SANITY_ROOT" && timeout 900 ansible-test integration --local --allow-destructive --python "$(py_version)" --color no)
 }
 
 stage_system() {
   test_env_vars
   # ansible-runner forks from test threads; the forkpty warning that causes is noise here.
-  PYTHONPATH=$SOURCE_ROOT:$REPO_ROOT/tests/system python -m pytest -p no:cacheprovider -q -W ignore::DeprecationWarning \
+  timeout 1800 env PYTHONPATH="$SOURCE_ROOT:$REPO_ROOT/tests/system" python -m pytest -p no:cacheprovider -q -W ignore::DeprecationWarning \
     "$REPO_ROOT/tests/system"
 }
 
@@ -125,12 +126,12 @@ stage_compat() {
     stage_unit
     stage_copy
     write_integration_config "$SANITY_ROOT"
-    cd "$SANITY_ROOT" && ansible-test integration --local --allow-destructive --python "$(py_version)" --color no
+    cd "$SANITY_ROOT" && timeout 900 ansible-test integration --local --allow-destructive --python "$(py_version)" --color no
   )
 }
 
 stage_molecule() {
-  (cd "$REPO_ROOT" && molecule test -s default)
+  (cd "$REPO_ROOT" && timeout 900 molecule test -s default)
 }
 
 main() {

@@ -234,8 +234,10 @@ def _route_many(args):
 def test_concurrent_changes_from_several_processes_all_land(edge, gateways):
     batches = [[str(uuid.uuid4()) for dummy in range(5)] for dummy in range(6)]
     upstreams = [gateways["gw-a"], gateways["gw-b"]]
-    with multiprocessing.get_context("fork").Pool(6) as pool:
-        pool.map(_route_many, [(edge, upstreams[i % 2], batch) for i, batch in enumerate(batches)])
+    # spawn, not fork: earlier tests leave threads in this process, and a forked child can inherit
+    # a lock one of them holds. The timeout turns any hang into a failure.
+    with multiprocessing.get_context("spawn").Pool(6) as pool:
+        pool.map_async(_route_many, [(edge, upstreams[i % 2], batch) for i, batch in enumerate(batches)]).get(timeout=180)
     try:
         for i, batch in enumerate(batches):
             for org in batch:
