@@ -342,3 +342,24 @@ EDGE_ROUTE = ModuleDef(
     route_argument_spec,
     journaled(lambda call: ensure_route(call.params, call.check_mode, call.run_command, call.warn)),
     required_if=[("state", "present", ["upstream"])])
+
+
+def list_routes(config_root):
+    """[{organization, owner, host, upstream, path}] of every route on the edge."""
+    routes = []
+    directory = os.path.join(config_root, ROUTES_DIR)
+    for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else ():
+        if not (name.startswith("orgs-") and name.endswith(".conf")):
+            continue
+        path = os.path.join(directory, name)
+        for label, entry in sorted(parse_shard(_read(path)).items()):
+            fields = entry.split("\n", 1)[1].strip().rstrip(";").split()
+            routes.append({"organization": label[len("org-"):], "owner": entry_owner(entry),
+                           "host": fields[0].lstrip(".") if fields else None,
+                           "upstream": fields[1] if len(fields) > 1 else None, "path": path})
+    return routes
+
+
+EDGE_ROUTE_INFO = ModuleDef(
+    lambda: {"config_root": {"type": "path", "required": True}},
+    lambda call: {"changed": False, "routes": list_routes(call.params["config_root"])})

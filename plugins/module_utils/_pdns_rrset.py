@@ -70,6 +70,12 @@ def rrset_targets(params, zone):
     return [(name, rtype)]
 
 
+def _owner(rrset):
+    owners = [c["content"][len(OWNER_PREFIX):] for c in rrset.get("comments", ())
+              if c.get("content", "").startswith(OWNER_PREFIX)]
+    return owners[-1] if owners else None
+
+
 def read_rrset(client, zone, name, rtype):
     """{'ttl', 'records', 'owner'} of one RRset, or None. Reads only that RRset, never the zone."""
     try:
@@ -81,14 +87,26 @@ def read_rrset(client, zone, name, rtype):
         )
     for rrset in data.get("rrsets", ()):
         if rrset["name"] == name and rrset["type"] == rtype:
-            owners = [c["content"][len(OWNER_PREFIX):] for c in rrset.get("comments", ())
-                      if c.get("content", "").startswith(OWNER_PREFIX)]
             return {
                 "ttl": rrset["ttl"],
                 "records": sorted(r["content"] for r in rrset["records"] if not r.get("disabled")),
-                "owner": owners[-1] if owners else None,
+                "owner": _owner(rrset),
             }
     return None
+
+
+def list_organizations(client, zone):
+    """[{organization, owner, names}] of every org-<uuid> record set in the zone (one whole-zone read)."""
+    data = client.request("GET", client.zone_path(zone))
+    found = {}
+    for rrset in data.get("rrsets", ()):
+        relative = rrset["name"][:-len(zone) - 1] if rrset["name"].endswith("." + zone) else ""
+        label = relative.split(".")[-1]
+        if not ORG_LABEL.match(label):
+            continue
+        entry = found.setdefault(label, {"organization": label[len("org-"):], "owner": _owner(rrset), "names": []})
+        entry["names"].append(rrset["name"])
+    return sorted(found.values(), key=lambda entry: entry["organization"])
 
 
 def _change(name, rtype, wanted):
@@ -154,6 +172,8 @@ def ensure_rrsets(client, params, check_mode):
 
 def rrset_info(client, params):
     zone = canonical(params["zone"], "zone")
+    if params.get("list_organizations"):
+        return {"changed": False, "zone": zone, "organizations": list_organizations(client, zone)}
     found = []
     for name, rtype in rrset_targets(params, zone):
         current = read_rrset(client, zone, name, rtype)
@@ -197,6 +217,7 @@ def rrset_argument_spec():
 def rrset_info_argument_spec():
     spec = pdns_argument_spec()
     spec.update(rrset_selector_spec())
+    spec.update(list_organizations={"type": "bool", "default": False})
     return spec
 
 
@@ -205,4 +226,6 @@ PDNS_RRSET = ModuleDef(
     journaled(lambda call: ensure_rrsets(PdnsClient.from_params(call.params), call.params, call.check_mode)),
     **_SELECTOR_RULES)
 PDNS_RRSET_INFO = ModuleDef(
-    rrset_info_argument_spec, lambda call: rrset_info(PdnsClient.from_params(call.params), call.params), **_SELECTOR_RULES)
+    rrset_info_argument_spec, lambda call: rrset_info(PdnsClient.from_params(call.params), call.params),
+    mutually_exclusive=[("name", "organization", "list_organizations")],
+    required_one_of=[("name", "organization", "list_organizations")])

@@ -12,10 +12,17 @@ version_added: 0.1.0
 description:
   - Reads the record sets that M(demiurge.gateway.pdns_rrset) would manage with the same options,
     one RRset per request, never the whole zone.
+  - With O(list_organizations=true), reads the whole zone once and lists every organization that has
+    record sets in it, with their owner (for drift checks).
 extends_documentation_fragment:
   - demiurge.gateway.pdns_api
   - demiurge.gateway.pdns_rrset
   - demiurge.gateway.attributes.INFO_MODULE
+options:
+  list_organizations:
+    description: List every organization with record sets in O(zone) instead of reading O(name) or O(organization).
+    type: bool
+    default: false
 author:
   - Demiurge platform team (@demiurge)
 """
@@ -38,12 +45,19 @@ zone:
   sample: dev-001.demiurge.test.
 exists:
   description: Whether at least one addressed record set exists.
-  returned: always
+  returned: unless O(list_organizations=true)
   type: bool
   sample: true
+organizations:
+  description: Organizations with record sets in the zone, their owner and record names.
+  returned: when O(list_organizations=true)
+  type: list
+  elements: dict
+  sample: [{"organization": "0b5e9b7c-1a2b-4c3d-8e9f-001122334455", "owner": "5d0f6c1e-3b7a-4e51-9a55-0e6f1c2d3b4a",
+            "names": ["org-0b5e9b7c-1a2b-4c3d-8e9f-001122334455.dev-001.demiurge.test."]}]
 rrsets:
   description: The addressed record sets that exist, with records, TTL and owner (null when none is recorded).
-  returned: always
+  returned: unless O(list_organizations=true)
   type: list
   elements: dict
   sample: [{"name": "org-0b5e9b7c-1a2b-4c3d-8e9f-001122334455.dev-001.demiurge.test.", "type": "A",

@@ -15,7 +15,10 @@ import ansible_runner
 import psycopg
 import pytest
 
+from ansible_collections.demiurge.gateway.plugins.module_utils._edge_route import ensure_route
 from ansible_collections.demiurge.gateway.plugins.module_utils._paths import state_path
+from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_client import PdnsClient
+from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_rrset import ensure_rrsets
 
 ENV = os.environ.get("DEMIURGE_TEST_ENV")
 pytestmark = pytest.mark.skipif(not ENV, reason="run the suite through scripts/test.sh")
@@ -367,3 +370,31 @@ def test_corrupt_snapshot_fails_the_allocation_and_changes_nothing(witness):
     rc, dummy, out = run("allocate", organization)
     assert rc != 0 and "step 'restore'" in out and "is corrupt" in out and "was rolled back" in out, out[-2000:]
     assert_nothing_left(organization, baseline)
+
+
+def test_reconcile_removes_orphan_records_and_routes_and_keeps_live_ones(witness):
+    """A record and a route whose owner is no live allocation (a run that died before journaling them,
+    say) are drift: reconcile removes them and leaves every live organization alone."""
+    orphan, dead_owner = uuid.uuid4(), str(uuid.uuid4())
+    client = PdnsClient(os.environ["DEMIURGE_TEST_PDNS_API_URL"], os.environ["DEMIURGE_TEST_PDNS_API_KEY"])
+    ensure_rrsets(client, {"zone": DOMAIN, "name": None, "organization": str(orphan), "type": "A", "include_subdomains": True,
+                           "wildcard": False, "state": "present", "records": ["127.0.0.1"], "ttl": 60,
+                           "owner": dead_owner, "force": False}, False)
+    upstream = "127.0.0.1:%d" % (int(os.environ["DEMIURGE_TEST_PORT_BASE"]) + 501)
+
+    def run_command(argv):
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    ensure_route({"config_root": state_path(ENV, "nginx"), "config_file": None, "organization": str(orphan),
+                  "domain": DOMAIN, "upstream": upstream, "state": "present", "owner": dead_owner, "force": False,
+                  "listen_url": "http://127.0.0.1:%s" % os.environ["DEMIURGE_TEST_HTTP_PORT"], "nginx_binary": "/usr/sbin/nginx",
+                  "reload_timeout": 10.0, "lock_timeout": 30.0}, False, run_command, print)
+    assert dns_status(orphan) == "NOERROR" and through_edge(orphan)[0] == 200
+    rc, dummy, out = run("reconcile")
+    assert rc == 0, out[-3000:]
+    assert dns_status(orphan) == "NXDOMAIN" and through_edge(orphan)[0] == 404
+    witness_org, witness_gateway = witness
+    assert dns_status(witness_org) == "NOERROR" and through_edge(witness_org) == (200, witness_gateway)
+    rc, dummy, out = run("reconcile")
+    assert rc == 0 and "changed=0" in out, "nothing left to repair"
