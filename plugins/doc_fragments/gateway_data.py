@@ -6,13 +6,9 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # Where an organization's gateway data and its snapshots live; matches _storage_spec() in module_utils/_data_sync.py.
+    # Where an organization's snapshots live; matches _storage_spec() in module_utils/_data_sync.py.
     DOCUMENTATION = r"""
 options:
-  data_dir:
-    description: The gateway's data directory (C(data_dir) in the gateway's pool metadata).
-    type: path
-    required: true
   storage_dir:
     description: Root of central storage; each organization has a directory below it.
     type: path
@@ -20,5 +16,14 @@ options:
   organization:
     description: Organization UUID.
     type: str
+    required: true
+"""
+
+    # Modules that also read or write the gateway's own data.
+    DATA_DIR = r"""
+options:
+  data_dir:
+    description: The gateway's data directory (C(data_dir) in the gateway's pool metadata).
+    type: path
     required: true
 """

@@ -18,6 +18,7 @@ description:
   - When O(data_dir) already holds exactly the snapshot, nothing changes.
 extends_documentation_fragment:
   - demiurge.gateway.gateway_data
+  - demiurge.gateway.gateway_data.DATA_DIR
   - demiurge.gateway.journal
   - demiurge.gateway.attributes
 options:

@@ -24,6 +24,7 @@ description:
   - When the data equals the latest snapshot, nothing is written (not changed).
 extends_documentation_fragment:
   - demiurge.gateway.gateway_data
+  - demiurge.gateway.gateway_data.DATA_DIR
   - demiurge.gateway.pool_db
   - demiurge.gateway.attributes
 attributes:

@@ -13,16 +13,8 @@ description:
   - Lists snapshots newest first with time, size, file count, checksum, projects, the allocation
     that made them, and whether the manifest is intact.
 extends_documentation_fragment:
+  - demiurge.gateway.gateway_data
   - demiurge.gateway.attributes.INFO_MODULE
-options:
-  storage_dir:
-    description: Root of central storage; each organization has a directory below it.
-    type: path
-    required: true
-  organization:
-    description: Organization UUID.
-    type: str
-    required: true
 author:
   - Demiurge platform team (@demiurge)
 """
