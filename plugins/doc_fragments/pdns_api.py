@@ -36,9 +36,11 @@ options:
   retries:
     description:
       - How many times to retry a request that failed transiently (connection refused or reset,
-        timeout, HTTP 5xx), with exponential backoff. HTTP 4xx answers are never retried.
+        timeout, HTTP 5xx such as SQLite's "database is locked" under concurrent writes), with
+        jittered exponential backoff (about 6 s in all for 5 retries). HTTP 4xx answers are never retried.
+        A failed write leaves nothing behind, so a retry is safe.
     type: int
-    default: 3
+    default: 5
 notes:
   - Talks to the API with ansible-core's own URL helpers; no client library and no schema download.
 """

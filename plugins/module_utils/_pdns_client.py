@@ -10,6 +10,7 @@ with bounded retries for transient failures.
 from __future__ import annotations
 
 import json
+import random
 import socket
 import time
 
@@ -37,7 +38,7 @@ def pdns_argument_spec():
         "server_id": {"type": "str", "default": "localhost"},
         "validate_certs": {"type": "bool", "default": True},
         "timeout": {"type": "float", "default": 10},
-        "retries": {"type": "int", "default": 3},
+        "retries": {"type": "int", "default": 5},
     }
 
 
@@ -49,7 +50,7 @@ def _message(body):
 
 
 class PdnsClient:
-    def __init__(self, api_url, api_key, server_id="localhost", validate_certs=True, timeout=10, retries=3):
+    def __init__(self, api_url, api_key, server_id="localhost", validate_certs=True, timeout=10, retries=5):
         if not api_url.startswith(("http://", "https://")):
             raise InvalidInputError("api_url %r is not an http(s) URL" % api_url,
                                     hint="Give the webserver's base URL, for example http://127.0.0.1:8081")
@@ -98,7 +99,10 @@ class PdnsClient:
                         % (self.api_url, method, path, attempt + 1, getattr(exc, "reason", exc)),
                         hint="Check api_url and that pdns_server runs with webserver=yes and api=yes",
                     )
-            time.sleep(_BACKOFF_SECONDS * (2 ** attempt))
+            # Jittered: writers that collided (SQLite answers 500 "database is locked") must not
+            # retry at the same instants and collide again.
+            backoff = _BACKOFF_SECONDS * (2 ** attempt)
+            time.sleep(backoff / 2 + random.uniform(0, backoff / 2))
             attempt += 1
 
     def _http_error(self, method, url, status, text):
