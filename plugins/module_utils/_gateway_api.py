@@ -10,6 +10,7 @@ handshake that starts an organization's session, and the reset on release.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
@@ -56,8 +57,10 @@ def gateway_session(call):
         if serving == organization:
             return {"changed": False, "healthy": healthy, "organization": serving}
         if not call.check_mode:
+            # The token only has to be unguessable and used once; the gateway presents it back.
+            token = params["handshake_token"] or secrets.token_urlsafe(30)
             status, body = _call(api_url, "POST", "/collab/start",
-                                 {"organization": organization, "handshake_token": params["handshake_token"]}, timeout)
+                                 {"organization": organization, "handshake_token": token}, timeout)
             if status != 200:
                 raise GatewayApiError("Handshake with gateway at %s for organization %s failed: HTTP %d %s"
                                       % (api_url, organization, status, body.get("error", "")),
@@ -94,5 +97,4 @@ def session_argument_spec():
     return spec
 
 
-GATEWAY_SESSION = ModuleDef(session_argument_spec, journaled(gateway_session),
-                            required_if=[("state", "started", ["handshake_token"])])
+GATEWAY_SESSION = ModuleDef(session_argument_spec, journaled(gateway_session))

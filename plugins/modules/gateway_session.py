@@ -35,7 +35,9 @@ options:
     choices: [started, reset]
     default: started
   handshake_token:
-    description: One-time token the gateway presents when it fetches its configuration. Required for V(started).
+    description:
+      - One-time token the gateway presents when it fetches its configuration, for V(started).
+      - When omitted, a random token (40 URL-safe characters) is generated for the call.
     type: str
   timeout:
     description: Seconds to wait for one HTTP answer.
@@ -54,7 +56,6 @@ EXAMPLES = r"""
   demiurge.gateway.gateway_session:
     api_url: "{{ claim.allocation.api_url }}"
     organization: "{{ organization_id }}"
-    handshake_token: "{{ lookup('ansible.builtin.password', '/dev/null', length=40, chars=['ascii_letters', 'digits']) }}"
   delegate_to: localhost
 """
 

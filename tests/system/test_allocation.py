@@ -130,12 +130,32 @@ def test_allocate_serves_the_org_and_release_returns_the_gateway(witness):
     assert rc == 0 and "changed=0" in out, "releasing a released org is a no-op"
 
 
-@pytest.mark.parametrize("value", ["not-a-uuid", "0B5E9B7C-1A2B-4C3D-8E9F-001122334455", ""])
-def test_bad_organization_id_changes_nothing(value):
+@pytest.mark.parametrize("playbook", ["allocate", "release"])
+@pytest.mark.parametrize("value", ["not-a-uuid", "0b5e9b7c-1a2b-4c3d-8e9f", ""])
+def test_bad_organization_id_changes_nothing(playbook, value):
     before = stats()
-    rc, dummy, out = run("allocate", value)
-    assert rc != 0 and "is not a lower-case UUID" in out and "Nothing was changed" in out
+    rc, dummy, out = run(playbook, value)
+    assert rc != 0 and "is not a UUID" in out, out[-3000:]
     assert stats() == before
+
+
+def test_upper_case_organization_id_is_canonicalized(witness):
+    organization = uuid.uuid4()
+    rc, data, out = run("allocate", str(organization).upper())
+    assert rc == 0, out[-3000:]
+    result = data["gateway_allocation"]
+    assert result["organization"] == str(organization)
+    assert result["host_name"] == "org-%s.%s" % (organization, DOMAIN)
+    assert through_edge(organization) == (200, result["gateway"])
+    assert run("release", str(organization).upper())[0] == 0
+    assert live(organization) is None and through_edge(organization)[0] == 404
+
+
+def test_bad_role_input_fails_before_the_first_step():
+    organization, before = uuid.uuid4(), stats()
+    rc, dummy, out = run("allocate", organization, allocation_lease_seconds="soon")
+    assert rc != 0 and "allocation_lease_seconds" in out, out[-3000:]
+    assert live(organization) is None and stats() == before
 
 
 FAULTS = ["powerdns refuses the key", "powerdns is down", "nginx config broken by a foreign file",
