@@ -5,13 +5,15 @@
 
 The `journal` option of step modules (pdns_rrset, edge_route, gateway_session):
 record the step as started before the work, done after it, failed when it
-raises, in the allocation's journal; one task instead of three.
+raises, in the allocation's journal; one task instead of three. The records of
+one step share a connection, each in a transaction of its own, so "started" is
+durable before the work begins.
 """
 
 from __future__ import annotations
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import GatewayError
-from ansible_collections.demiurge.gateway.plugins.module_utils._pool_db import pool_db_argument_spec
+from ansible_collections.demiurge.gateway.plugins.module_utils._pool_db import connect, pool_db_argument_spec
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_ops import write_step
 
 
@@ -31,12 +33,16 @@ def journaled(body):
         journal = call.params.get("journal")
         if not journal or call.check_mode:
             return body(call)
-        write_step(journal, "started")
+        conn = connect(journal)
         try:
-            result = body(call)
-        except GatewayError as exc:
-            write_step(journal, "failed", {"error": str(exc)[:500]})
-            raise
-        write_step(journal, "done")
+            write_step(journal, "started", conn=conn)
+            try:
+                result = body(call)
+            except GatewayError as exc:
+                write_step(journal, "failed", {"error": str(exc)[:500]}, conn=conn)
+                raise
+            write_step(journal, "done", conn=conn)
+        finally:
+            conn.close()
         return result
     return run

@@ -42,26 +42,32 @@ def _plain(row, names):
 
 
 class Transaction:
-    """One connection and transaction per module call; committed only when it changed something
-    outside check mode, rolled back otherwise."""
+    """One transaction, committed only when the call may change something (not in check mode),
+    rolled back otherwise. It opens and closes its own connection unless given one (`conn`), which
+    it leaves open for the caller's next transaction."""
 
-    def __init__(self, params, check_mode):
+    def __init__(self, params, check_mode, conn=None):
         require_psycopg()
         self.params, self.check_mode = params, check_mode
-        self.conn = None
+        self.conn, self.owns_conn = conn, conn is None
 
     def __enter__(self):
-        self.conn = connect(self.params)
+        if self.owns_conn:
+            self.conn = connect(self.params)
         return self.conn
 
     def __exit__(self, exc_type, exc, tb):
         try:
             if exc_type is None and not self.check_mode:
-                self.conn.commit()
-            else:
+                try:
+                    self.conn.commit()
+                except psycopg.Error as commit_error:
+                    exc_type, exc = type(commit_error), commit_error
+            elif not self.conn.broken:
                 self.conn.rollback()
         finally:
-            self.conn.close()
+            if self.owns_conn:
+                self.conn.close()
         if exc_type is not None and issubclass(exc_type, psycopg.Error):
             if getattr(exc, "sqlstate", None) == POOL_EXHAUSTED_SQLSTATE:
                 raise PoolExhaustedError("Pool exhausted on %s: no ready gateway is available" % describe(self.params),
@@ -269,10 +275,10 @@ POOL_ALLOCATION = ModuleDef(allocation_argument_spec, ensure_allocation)
 
 # --- pool_allocation_step -------------------------------------------------------------------
 
-def write_step(params, state, detail=None):
+def write_step(params, state, detail=None, conn=None):
     """Upsert step params["step"] of live allocation params["allocation_id"] and extend its lease;
-    params also holds the connection options. One transaction."""
-    with Transaction(params, False) as conn:
+    params also holds the connection options. One transaction, on `conn` when given."""
+    with Transaction(params, False, conn) as conn:
         live = conn.execute(
             "UPDATE organizations_gateways SET lease_expires_at = now() + make_interval(secs => %s) "
             "WHERE id = %s AND stopped_at IS NULL RETURNING id", (params["lease_seconds"], params["allocation_id"])).fetchone()
