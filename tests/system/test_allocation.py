@@ -47,7 +47,7 @@ def run(playbook, organization=None, **extravars):
 
     with tempfile.TemporaryDirectory() as tmp:
         result = ansible_runner.run(private_data_dir=tmp, playbook="demiurge.gateway.%s" % playbook, quiet=True,
-                                    project_dir=str(REPO), inventory=str(REPO / "inventories/local/hosts.yml"),
+                                    project_dir=str(REPO), inventory=str(REPO / "inventories/local"),
                                     extravars=extravars, envvars=runner_env(), event_handler=on_event)
         return result.rc, stats, result.stdout.read()
 
@@ -243,7 +243,7 @@ def test_sigkill_between_steps_is_repaired_by_reconcile(boundary, witness):
     """Kill ansible-playbook as the task after a step starts; after the lease, reconcile repairs it."""
     organization, baseline = uuid.uuid4(), stats()
     proc = subprocess.Popen(
-        [str(REPO / ".venv/bin/ansible-playbook"), "-i", str(REPO / "inventories/local/hosts.yml"),
+        [str(REPO / ".venv/bin/ansible-playbook"), "-i", str(REPO / "inventories/local"),
          "demiurge.gateway.allocate", "-e", "organization_id=%s" % organization, "-e", "allocation_lease_seconds=2"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         env=dict(os.environ, **runner_env(ANSIBLE_FORCE_COLOR="0")))
