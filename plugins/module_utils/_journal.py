@@ -12,7 +12,7 @@ durable before the work begins.
 
 from __future__ import annotations
 
-from ansible_collections.demiurge.gateway.plugins.module_utils._errors import GatewayError
+from ansible_collections.demiurge.gateway.plugins.module_utils._errors import DatabaseError, GatewayError
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_db import connect, pool_db_argument_spec
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_ops import write_step
 
@@ -27,6 +27,22 @@ def journal_argument_spec():
     return {"journal": {"type": "dict", "options": options}}
 
 
+def _record(journal, conn, state, detail=None):
+    """Write one journal record on the step's connection. When that connection was lost while the
+    step ran (a server restart, a network cut), write it once more on a fresh one: the record is an
+    upsert, so a second write cannot duplicate it. Returns the connection to use next."""
+    try:
+        write_step(journal, state, detail, conn=conn)
+        return conn
+    except DatabaseError:
+        if not conn.broken:
+            raise
+    conn.close()
+    conn = connect(journal)
+    write_step(journal, state, detail, conn=conn)
+    return conn
+
+
 def journaled(body):
     """Wrap a module body so that its `journal` option records the step around the work."""
     def run(call):
@@ -39,9 +55,12 @@ def journaled(body):
             try:
                 result = body(call)
             except GatewayError as exc:
-                write_step(journal, "failed", {"error": str(exc)[:500]}, conn=conn)
+                try:
+                    conn = _record(journal, conn, "failed", {"error": str(exc)[:500]})
+                except DatabaseError:
+                    pass  # The step's own error says more; left "started", it is undone all the same.
                 raise
-            write_step(journal, "done", conn=conn)
+            conn = _record(journal, conn, "done")
         finally:
             conn.close()
         return result
