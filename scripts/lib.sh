@@ -32,9 +32,22 @@ install_system_packages() {
   for pkg in "$@"; do dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg"); done
   if ((${#missing[@]})); then
     say "Installing Debian packages: ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    apt-get update -qq -o Acquire::Retries=3
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Acquire::Retries=3 --no-install-recommends \
+      "${missing[@]}" >/dev/null
   fi
+}
+
+# PyPI stalls now and then, and pip gives up on a stalled read only after its timeout (180 s on the
+# build machines, from PIP_DEFAULT_TIMEOUT). Wait less, and try again.
+pip_install() {
+  local pip=$1 attempt
+  shift
+  for attempt in 1 2 3; do
+    "$pip" install -q --timeout 30 "$@" && return 0
+    echo "pip install failed (attempt $attempt of 3)" >&2
+  done
+  return 1
 }
 
 bootstrap() {
@@ -46,8 +59,8 @@ bootstrap() {
     python=$(find_python)
     say "Creating $VENV_DIR with $python"
     "$python" -m venv --clear "$VENV_DIR"
-    "$VENV_DIR/bin/pip" install -q --upgrade pip
-    "$VENV_DIR/bin/pip" install -q -r "$REPO_ROOT/requirements.txt" -c "$REPO_ROOT/constraints.txt"
+    pip_install "$VENV_DIR/bin/pip" --upgrade pip
+    pip_install "$VENV_DIR/bin/pip" -r "$REPO_ROOT/requirements.txt" -c "$REPO_ROOT/constraints.txt"
     echo "$want" >"$stamp"
   fi
   export PATH=$VENV_DIR/bin:$PATH

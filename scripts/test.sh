@@ -118,7 +118,8 @@ stage_compat() {
   local venv=$BUILD_DIR/compat-venv core="ansible-core==2.19.*"
   if [[ ! -x $venv/bin/ansible-test ]]; then
     "$(find_python)" -m venv --clear "$venv"
-    "$venv/bin/pip" install -q "$core" -c <(grep -v '^ansible-core==' "$REPO_ROOT/constraints.txt") 'psycopg[binary]' pytest
+    grep -v '^ansible-core==' "$REPO_ROOT/constraints.txt" >"$BUILD_DIR/compat-constraints.txt"
+    pip_install "$venv/bin/pip" "$core" -c "$BUILD_DIR/compat-constraints.txt" 'psycopg[binary]' pytest
   fi
   (
     export PATH=$venv/bin:$PATH
