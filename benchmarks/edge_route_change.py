@@ -23,7 +23,7 @@ from pathlib import Path
 import jinja2
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / ".build" / "src"))
+sys.path.insert(0, str(REPO / ".build" / "collections"))
 from ansible_collections.demiurge.gateway.plugins.module_utils import _edge_route  # noqa: E402
 from ansible_collections.demiurge.gateway.plugins.module_utils._daemon import Daemon  # noqa: E402
 

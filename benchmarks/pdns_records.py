@@ -24,7 +24,7 @@ from pathlib import Path
 import ansible_runner
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / ".build" / "src"))
+sys.path.insert(0, str(REPO / ".build" / "collections"))
 from ansible_collections.demiurge.gateway.plugins.module_utils._paths import state_path  # noqa: E402
 
 

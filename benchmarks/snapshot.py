@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / ".build" / "src"))
+sys.path.insert(0, str(REPO / ".build" / "collections"))
 from ansible_collections.demiurge.gateway.plugins.module_utils._snapshot import restore_snapshot, take_snapshot  # noqa: E402
 
 

@@ -4,6 +4,7 @@ against the test stack: real PostgreSQL, PowerDNS, nginx and gateway stand-ins."
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -243,7 +244,7 @@ def test_sigkill_between_steps_is_repaired_by_reconcile(boundary, witness):
     """Kill ansible-playbook as the task after a step starts; after the lease, reconcile repairs it."""
     organization, baseline = uuid.uuid4(), stats()
     proc = subprocess.Popen(
-        [str(REPO / ".venv/bin/ansible-playbook"), "-i", str(REPO / "inventories/local"),
+        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(REPO / "inventories/local"),
          "demiurge.gateway.allocate", "-e", "organization_id=%s" % organization, "-e", "allocation_lease_seconds=2"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         env=dict(os.environ, **runner_env(ANSIBLE_FORCE_COLOR="0")))
@@ -418,3 +419,20 @@ def test_reconcile_removes_orphan_records_and_routes_and_keeps_live_ones(witness
     assert dns_status(witness_org) == "NOERROR" and through_edge(witness_org) == (200, witness_gateway)
     rc, dummy, out = run("reconcile")
     assert rc == 0 and "changed=0" in out, "nothing left to repair"
+
+
+def test_without_an_inventory_the_first_task_says_what_is_missing(tmp_path):
+    """An operator who runs an installed playbook from another directory, with no inventory."""
+    before = stats()
+    (tmp_path / "ansible.cfg").write_text("[defaults]\n")
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-playbook")), "demiurge.gateway.allocate",
+         "-e", "organization_id=%s" % uuid.uuid4()],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+        env={"ANSIBLE_COLLECTIONS_PATH": os.environ["ANSIBLE_COLLECTIONS_PATH"], "PATH": os.environ["PATH"],
+             "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg"), "HOME": os.environ.get("HOME", "/root")})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "demiurge_zone is not set" in out and "plugin: demiurge.gateway.local_stack" in out, out[-3000:]
+    assert "docs/howto-inventory.md" in out
+    assert stats() == before
