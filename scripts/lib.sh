@@ -103,7 +103,7 @@ bootstrap() {
 
 # Build the collection tarball and install it, so every playbook runs the shipped artifact by FQCN.
 install_collection() {
-  rm -rf "$BUILD_DIR/collections" && mkdir -p "$BUILD_DIR"
+  rm -rf "$BUILD_DIR/collections" "$BUILD_DIR"/demiurge-gateway-*.tar.gz && mkdir -p "$BUILD_DIR"
   (cd "$REPO_ROOT" && ansible-galaxy collection build --force --output-path "$BUILD_DIR" >/dev/null)
   ansible-galaxy collection install --force -p "$ANSIBLE_COLLECTIONS_PATH" \
     "$BUILD_DIR"/demiurge-gateway-*.tar.gz >/dev/null

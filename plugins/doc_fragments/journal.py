@@ -12,8 +12,13 @@ options:
   journal:
     description:
       - "Record this call as a step of an allocation in the pool database, so that a run killed
-        midway can be repaired: C(started) before the work, C(done) after it, C(failed) when it
-        fails. Each write also extends the allocation's lease. Nothing is journaled in check mode."
+        midway can be repaired: C(started) before the work, then C(done), C(failed) when the module
+        knows nothing was applied, or C(unknown) when it may have been (a timeout, a lost connection,
+        an unreachable host). Each write also extends the allocation's lease, and only the run that
+        holds the lease (O(journal.lease_holder)) may write. Nothing is journaled in check mode."
+      - The action plugin writes the records on the controller, one per step and host (the task's
+        C(delegate_to) host, else its inventory host), and takes this option out of the arguments
+        before the module runs, so a managed host never needs the pool database or its password.
       - Takes the pool database's connection options (as M(demiurge.gateway.pool_allocation)) plus
         the keys below.
     type: dict
@@ -30,6 +35,9 @@ options:
         description: New lease of the allocation from now.
         type: int
         default: 600
+      lease_holder:
+        description: This run's lease holder id, as M(demiurge.gateway.pool_allocation) returned it.
+        type: str
       login_host:
         description: Pool database host. Falls back to E(PGHOST).
         type: str

@@ -8,8 +8,8 @@ Module bodies for gateway_snapshot, gateway_restore and gateway_snapshot_info.
 
 from __future__ import annotations
 
-from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import organization_label
-from ansible_collections.demiurge.gateway.plugins.module_utils._journal import journal_argument_spec, journaled
+from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import organization_id
+from ansible_collections.demiurge.gateway.plugins.module_utils._journal import journal_argument_spec
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import ModuleDef
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_db import pool_db_argument_spec
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_ops import Transaction
@@ -17,6 +17,7 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._snapshot import 
     SnapshotError,
     list_snapshots,
     matches,
+    newest,
     restore_snapshot,
     summary,
     take_snapshot,
@@ -44,7 +45,7 @@ def _storage_spec():
 
 def snapshot_body(call):
     params = call.params
-    organization = organization_label(params["organization"])[len("org-"):]
+    organization = organization_id(params["organization"])
     if params["verify_allocation"]:
         _require_live_allocation(params, organization, params["allocation_id"])
     latest = next((m for m in list_snapshots(params["storage_dir"], organization) if m["intact"]), None)
@@ -60,6 +61,7 @@ def snapshot_body(call):
 def snapshot_argument_spec():
     spec = _storage_spec()
     spec.update(pool_db_argument_spec())
+    spec.update(journal_argument_spec())
     spec.update(
         allocation_id={"type": "str", "required": True},
         keep={"type": "int", "default": 5},
@@ -71,10 +73,9 @@ def snapshot_argument_spec():
 
 def restore_body(call):
     params = call.params
-    organization = organization_label(params["organization"])[len("org-"):]
+    organization = organization_id(params["organization"])
     history = list_snapshots(params["storage_dir"], organization)
-    wanted = next((m for m in history if m["id"] == params["snapshot"]), None) if params["snapshot"] else \
-        next((m for m in history if m["intact"]), None)
+    wanted = next((m for m in history if m["id"] == params["snapshot"]), None) if params["snapshot"] else newest(history)
     if wanted is not None and wanted["intact"] and matches(params["data_dir"], wanted):
         return {"changed": False, "restored": summary(wanted)}
     restored = restore_snapshot(params["data_dir"], params["storage_dir"], organization, params["snapshot"], call.check_mode)
@@ -91,7 +92,7 @@ def restore_argument_spec():
 
 
 def info_body(call):
-    organization = organization_label(call.params["organization"])[len("org-"):]
+    organization = organization_id(call.params["organization"])
     return {"changed": False, "snapshots": [summary(m) for m in list_snapshots(call.params["storage_dir"], organization)]}
 
 
@@ -100,5 +101,5 @@ def info_argument_spec():
 
 
 GATEWAY_SNAPSHOT = ModuleDef(snapshot_argument_spec, snapshot_body)
-GATEWAY_RESTORE = ModuleDef(restore_argument_spec, journaled(restore_body))
+GATEWAY_RESTORE = ModuleDef(restore_argument_spec, restore_body)
 GATEWAY_SNAPSHOT_INFO = ModuleDef(info_argument_spec, info_body)

@@ -12,9 +12,9 @@ import re
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import InvalidInputError
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-ORG_LABEL = re.compile(r"^org-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)\Z")
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+ORG_LABEL = re.compile(r"^org-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 
 
 def canonical(name, what="name"):
@@ -44,9 +44,16 @@ def require_in_zone(name, zone):
                                 hint="Use a name ending in .%s or pick the zone that holds it" % zone)
 
 
-def organization_label(organization):
-    org = str(organization).strip().lower()
+def organization_id(organization):
+    """The canonical (lower-case) form of an organization's UUID. Any case is accepted; anything
+    else, surrounding white space included, is refused: an id is compared and stored as given."""
+    org = str(organization).lower()
     if not _UUID.match(org):
         raise InvalidInputError("Organization id %r is not a UUID" % (organization,),
-                                hint="Pass the organization's UUID, for example 0b5e9b7c-1a2b-4c3d-8e9f-001122334455")
-    return "org-" + org
+                                hint="Pass the organization's UUID alone, for example 0b5e9b7c-1a2b-4c3d-8e9f-001122334455")
+    return org
+
+
+def organization_label(organization):
+    """The organization's DNS label, org-<uuid>."""
+    return "org-" + organization_id(organization)

@@ -28,7 +28,7 @@ import time
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import canonical
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import GatewayError, InvalidInputError
-from ansible_collections.demiurge.gateway.plugins.module_utils._journal import journal_argument_spec, journaled
+from ansible_collections.demiurge.gateway.plugins.module_utils._journal import journal_argument_spec
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import ModuleDef
 from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import organization_label
 
@@ -48,7 +48,7 @@ class EdgeError(GatewayError):
 
 def parse_upstream(upstream):
     """host:port with an IP literal (nginx resolves names in a variable proxy_pass only with a resolver)."""
-    match = re.match(r"^\[?([0-9A-Fa-f:.]+)\]?:(\d{1,5})$", str(upstream))
+    match = re.match(r"^\[?([0-9A-Fa-f:.]+)\]?:(\d{1,5})\Z", str(upstream))
     try:
         address = ipaddress.ip_address(match.group(1)) if match else None
     except ValueError:
@@ -78,6 +78,23 @@ def parse_shard(text):
         elif label is not None:
             entries[label] += line
     return entries
+
+
+def unmanaged_lines(text):
+    """Lines of a shard that render_shard did not write (a hand-written map line, say): each entry
+    is its header and one map line, after the shard's own header."""
+    lines = (text or "").splitlines()
+    found, expect_map = [], False
+    for number, line in enumerate(lines, 1):
+        if expect_map:
+            expect_map = False
+            if line.startswith(".") and line.endswith(";"):
+                continue
+        elif (number == 1 and line == _SHARD_HEADER) or _ENTRY_HEADER.match(line):
+            expect_map = number > 1
+            continue
+        found.append("%d: %s" % (number, line))
+    return found
 
 
 def render_shard(entries):
@@ -266,6 +283,13 @@ def ensure_route(params, check_mode, run_command, warn):
         if not check_mode:
             with EdgeLock(os.path.join(params["config_root"], LOCK_FILE), params["lock_timeout"]):
                 shard_before = _read(path)  # again, under the lock
+                foreign = unmanaged_lines(shard_before)
+                if foreign and not params["force"]:
+                    raise InvalidInputError(
+                        "Route shard %s holds lines edge_route did not write, which this change would drop: %s"
+                        % (path, "; ".join(foreign[:3])),
+                        hint="Move them to a file of your own outside %s/, or set force=true to drop them" % ROUTES_DIR,
+                        outcome="not_applied")
                 entries = parse_shard(shard_before)
                 current = entries.get(label)
                 if current != wanted:
@@ -340,7 +364,7 @@ def route_argument_spec():
 
 EDGE_ROUTE = ModuleDef(
     route_argument_spec,
-    journaled(lambda call: ensure_route(call.params, call.check_mode, call.run_command, call.warn)),
+    lambda call: ensure_route(call.params, call.check_mode, call.run_command, call.warn),
     required_if=[("state", "present", ["upstream"])])
 
 

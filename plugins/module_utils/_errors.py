@@ -67,3 +67,11 @@ class PdnsNotFoundError(PdnsError):
 
 class PdnsUnreachableError(PdnsError):
     """PowerDNS could not be reached, even after retries."""
+
+
+class LeaseHeldError(GatewayError):
+    """Another run holds the allocation's lease: this run neither runs nor undoes its steps."""
+
+
+class StorageError(GatewayError):
+    """The operating system refused a file operation (disk full, read-only, permissions)."""

@@ -3,23 +3,34 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """PRIVATE to demiurge.gateway: may change without notice.
 
-The gateway's own API, as the allocation life cycle uses it: health, the
-handshake that starts an organization's session, and the reset on release.
+The gateway's own contract, as the platform's gateway (packages/app-gateway) keeps it:
+health at GET /collab/ping (configurable), the handshake POST /collab/start with
+{"tmp_handshake_token": <uuid>}, which the gateway exchanges for its organization's
+configuration at the platform's API (func_organizations_gateways_get in the pool
+database). There is no reset endpoint: a gateway keeps its organization's state in
+memory, so it is recycled by restarting its service with a wiped data directory.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
+import os
+import shutil
+import subprocess
 import time
+import uuid
 
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 
-from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import organization_label
-from ansible_collections.demiurge.gateway.plugins.module_utils._errors import GatewayError
+from ansible_collections.demiurge.gateway.plugins.module_utils._daemon import Daemon, daemon_argument_spec
+from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import organization_id
+from ansible_collections.demiurge.gateway.plugins.module_utils._errors import GatewayError, InvalidInputError
 from ansible_collections.demiurge.gateway.plugins.module_utils._http import open_url
-from ansible_collections.demiurge.gateway.plugins.module_utils._journal import journal_argument_spec, journaled
+from ansible_collections.demiurge.gateway.plugins.module_utils._journal import journal_argument_spec
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import ModuleDef
+from ansible_collections.demiurge.gateway.plugins.module_utils._pool_db import pool_db_argument_spec
+
+DEFAULT_HEALTH_PATH = "/collab/ping"
 
 
 class GatewayApiError(GatewayError):
@@ -27,74 +38,191 @@ class GatewayApiError(GatewayError):
 
 
 def _call(api_url, method, path, body, timeout):
+    """(status, decoded body). Refused connections say nothing reached the gateway; a timeout
+    or a connection lost after sending leaves that unknown."""
     url = api_url.rstrip("/") + path
     try:
         response = open_url(url, method=method, data=None if body is None else json.dumps(body),
                             headers={"Content-Type": "application/json"}, timeout=timeout)
-        return response.getcode(), json.loads(response.read() or b"{}")
+        raw = response.read()
+        try:
+            return response.getcode(), json.loads(raw or b"{}")
+        except ValueError:
+            return response.getcode(), {}
     except HTTPError as exc:
         return exc.code, {"error": exc.read().decode("utf-8", "replace")[:500]}
     except (URLError, OSError) as exc:
-        raise GatewayApiError("Gateway at %s did not answer %s %s: %s" % (api_url, method, path, getattr(exc, "reason", exc)),
-                              hint="Check that the gateway process runs and api_url is right")
+        reason = getattr(exc, "reason", exc)
+        refused = isinstance(reason, ConnectionRefusedError)
+        raise GatewayApiError(
+            "Gateway at %s %s %s %s: %s" % (api_url, "refused" if refused else "did not answer", method, path, reason),
+            hint="Check that the gateway's service runs and that its api_url is right",
+            outcome="not_applied" if refused else "unknown")
 
 
-def health(api_url, timeout):
-    """(healthy, organization the gateway serves) from GET /health; (False, None) when it does not answer."""
+def health(api_url, path=DEFAULT_HEALTH_PATH, timeout=5):
+    """True when the gateway answers its health check with 200."""
     try:
-        status, body = _call(api_url, "GET", "/health", None, timeout)
+        return _call(api_url, "GET", path, None, timeout)[0] == 200
     except GatewayApiError:
-        return False, None
-    return status == 200, body.get("organization")
+        return False
 
 
-def gateway_session(call):
-    params = call.params
-    organization = organization_label(params["organization"])[len("org-"):]
-    api_url, timeout = params["api_url"], params["timeout"]
-    healthy, serving = health(api_url, timeout)
-    if params["state"] == "started":
-        if serving == organization:
-            return {"changed": False, "healthy": healthy, "organization": serving}
-        if not call.check_mode:
-            # The token only has to be unguessable and used once; the gateway presents it back.
-            token = params["handshake_token"] or secrets.token_urlsafe(30)
-            status, body = _call(api_url, "POST", "/collab/start",
-                                 {"organization": organization, "handshake_token": token}, timeout)
-            if status != 200:
-                raise GatewayApiError("Handshake with gateway at %s for organization %s failed: HTTP %d %s"
-                                      % (api_url, organization, status, body.get("error", "")),
-                                      hint="See the gateway's log; the allocation is rolled back", status=status)
-        return {"changed": True, "healthy": True, "organization": organization,
-                "diff": {"before": {"organization": serving}, "after": {"organization": organization}}}
-    # reset: end the organization's session, then wait for the gateway to be healthy again.
-    changed = serving is not None
-    if changed and not call.check_mode:
-        status, body = _call(api_url, "POST", "/collab/reset", {"organization": organization}, timeout)
-        if status != 200:
-            raise GatewayApiError("Reset of gateway at %s failed: HTTP %d %s" % (api_url, status, body.get("error", "")),
-                                  hint="Quarantine the gateway and look at its log", status=status)
-    deadline = time.monotonic() + params["health_timeout"]
-    while not call.check_mode:
-        healthy, serving = health(api_url, timeout)
-        if healthy or time.monotonic() > deadline:
-            break
+def wait_healthy(api_url, path, timeout, deadline_seconds):
+    deadline = time.monotonic() + deadline_seconds
+    while True:
+        if health(api_url, path, timeout):
+            return True
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.1)
-    return {"changed": changed, "healthy": healthy, "organization": None,
-            "diff": {"before": {"organization": serving if not changed else organization}, "after": {"organization": None}}}
+
+
+# --- gateway_session: the handshake --------------------------------------------------------
+
+def handshake(call):
+    """Store a one-time token with the allocation, then present it to the gateway, which
+    exchanges it for its organization's configuration at the platform's API."""
+    # Imported here: the pool operations need the pool database's driver, the health check does not.
+    from ansible_collections.demiurge.gateway.plugins.module_utils._pool_ops import store_handshake_token
+
+    params = call.params
+    organization = organization_id(params["organization"])
+    if call.check_mode:
+        return {"changed": True, "organization": organization,
+                "diff": {"before": {"organization": None}, "after": {"organization": organization}}}
+    token = str(uuid.uuid4())
+    store_handshake_token(params, params["allocation_id"], params["lease_holder"], token)
+    status, body = _call(params["api_url"], "POST", "/collab/start", {"tmp_handshake_token": token}, params["timeout"])
+    if status != 200:
+        raise GatewayApiError("Gateway at %s refused the handshake for organization %s: HTTP %d %s"
+                              % (params["api_url"], organization, status, body.get("error", "")),
+                              hint="See the gateway's log; the allocation is rolled back", status=status)
+    return {"changed": True, "organization": organization,
+            "diff": {"before": {"organization": None}, "after": {"organization": organization}}}
 
 
 def session_argument_spec():
     spec = journal_argument_spec()
+    spec.update(pool_db_argument_spec())
     spec.update({
         "api_url": {"type": "str", "required": True},
         "organization": {"type": "str", "required": True},
-        "state": {"type": "str", "default": "started", "choices": ["started", "reset"]},
-        "handshake_token": {"type": "str", "no_log": True},
-        "timeout": {"type": "float", "default": 5},
-        "health_timeout": {"type": "float", "default": 10},
+        "allocation_id": {"type": "str", "required": True},
+        "lease_holder": {"type": "str"},
+        "timeout": {"type": "float", "default": 10},
     })
     return spec
 
 
-GATEWAY_SESSION = ModuleDef(session_argument_spec, journaled(gateway_session))
+GATEWAY_SESSION = ModuleDef(session_argument_spec, handshake)
+
+
+# --- gateway_recycle: the scrub --------------------------------------------------------------
+
+def _files_in(root):
+    """Relative paths of everything but directories below root (empty directories are allowed:
+    a gateway creates its layout when it starts)."""
+    found = []
+    for directory, dummy, names in os.walk(root):
+        found.extend(os.path.relpath(os.path.join(directory, name), root) for name in names)
+    return sorted(found)
+
+
+def wipe(data_dir):
+    """Remove everything below data_dir, keeping the directory itself (0700)."""
+    os.makedirs(data_dir, mode=0o700, exist_ok=True)
+    for name in os.listdir(data_dir):
+        path = os.path.join(data_dir, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+
+
+class Service:
+    """How a gateway's service is stopped and started on its host, from its pool metadata:
+    {"daemon": {<the daemon module's options>}} or {"systemd_unit": "<unit>"}."""
+
+    def __init__(self, spec, run_command):
+        self.spec, self.run_command = spec or {}, run_command
+        if "daemon" in self.spec:
+            options = {key: value.get("default") for key, value in daemon_argument_spec().items()}
+            options.update(self.spec["daemon"])
+            self.daemon = Daemon(options["name"], options["pidfile"], argv=options["argv"], log_file=options["log_file"],
+                                 user=options["user"], chdir=options["chdir"], environment=options["environment"],
+                                 wait_host=options["wait_host"], wait_port=options["wait_port"],
+                                 wait_timeout=options["wait_timeout"], stop_signal=options["stop_signal"],
+                                 stop_timeout=options["stop_timeout"])
+        elif "systemd_unit" in self.spec:
+            self.daemon = None
+        else:
+            raise InvalidInputError("The gateway's metadata names no service to restart (%r)" % (spec,),
+                                    hint="Register the gateway with metadata.service = {daemon: {...}} or {systemd_unit: ...}")
+
+    def stop(self):
+        if self.daemon is not None:
+            pid = self.daemon.pid()
+            if pid:
+                self.daemon.stop(pid)
+        else:
+            self._systemctl("stop")
+
+    def start(self):
+        if self.daemon is not None:
+            self.daemon.start()
+        else:
+            self._systemctl("start")
+
+    def _systemctl(self, verb):
+        rc, out, err = self.run_command(["systemctl", verb, self.spec["systemd_unit"]])
+        if rc != 0:
+            raise GatewayApiError("systemctl %s %s failed: %s" % (verb, self.spec["systemd_unit"], (err or out).strip()),
+                                  hint="See journalctl -u %s" % self.spec["systemd_unit"])
+
+
+def recycle(call):
+    """Stop the gateway's service, wipe its data directory and check that it is empty, start it
+    again and wait for its health check, then check that the directory still holds no file.
+    Never raises for the gateway's own failures: `verified` says whether it may serve again,
+    `reason` why not."""
+    params = call.params
+    name = params["name"]
+    if call.check_mode:
+        return {"changed": True, "verified": True, "healthy": True, "reason": None}
+    try:
+        service = Service(params["service"], call.run_command)
+        service.stop()
+        wipe(params["data_dir"])
+        left = _files_in(params["data_dir"])
+        if left:
+            return _unverified(name, "its data directory %s still holds %s after the wipe" % (params["data_dir"], left[:5]))
+        service.start()
+    except (GatewayError, OSError, subprocess.SubprocessError) as exc:
+        return _unverified(name, "recycling it failed: %s" % exc)
+    if not wait_healthy(params["api_url"], params["health_path"], params["timeout"], params["health_timeout"]):
+        return _unverified(name, "it did not answer GET %s with 200 within %s s after its restart"
+                           % (params["health_path"], params["health_timeout"]))
+    left = _files_in(params["data_dir"])
+    if left:
+        return _unverified(name, "it wrote %s into its data directory on start" % left[:5])
+    return {"changed": True, "verified": True, "healthy": True, "reason": None}
+
+
+def _unverified(name, reason):
+    return {"changed": True, "verified": False, "healthy": False, "reason": "Gateway %s was not scrubbed: %s" % (name, reason)}
+
+
+def recycle_argument_spec():
+    return {
+        "name": {"type": "str", "required": True},
+        "api_url": {"type": "str", "required": True},
+        "data_dir": {"type": "path", "required": True},
+        "service": {"type": "dict", "required": True},
+        "health_path": {"type": "str", "default": DEFAULT_HEALTH_PATH},
+        "timeout": {"type": "float", "default": 5},
+        "health_timeout": {"type": "float", "default": 30},
+    }
+
+
+GATEWAY_RECYCLE = ModuleDef(recycle_argument_spec, recycle)

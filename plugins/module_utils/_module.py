@@ -11,9 +11,10 @@ never sees AnsibleModule, and GatewayError becomes a failure in one place each.
 
 from __future__ import annotations
 
+import errno
 import traceback
 
-from ansible_collections.demiurge.gateway.plugins.module_utils._errors import GatewayError
+from ansible_collections.demiurge.gateway.plugins.module_utils._errors import GatewayError, StorageError
 
 
 class Call:
@@ -40,18 +41,44 @@ class ModuleDef:
         return dict(argument_spec=self.argument_spec(), supports_check_mode=True, **self.rules)
 
     def execute(self, call):
-        """Run the body; a result dict, or a failure dict for a GatewayError."""
+        """Run the body; a result dict, or a failure dict for a GatewayError or an OSError."""
         try:
             result = self.body(call)
-        except GatewayError as exc:
-            result = {key: value for key, value in exc.details.items() if value is not None}
-            result.update(failed=True, msg=str(exc), error=type(exc).__name__, exception=traceback.format_exc())
+        except (GatewayError, OSError) as exc:
+            result = failure(exc)
         if not call.diff:
             result.pop("diff", None)
         if call.warnings:
             result["warnings"] = call.warnings
         result.setdefault("changed", False)
         return result
+
+
+_OS_HINTS = {
+    errno.ENOSPC: "The file system is full: free space on it, then run again",
+    errno.EDQUOT: "The disk quota is used up: free space or raise the quota, then run again",
+    errno.EROFS: "The file system is read-only: remount it read-write (or replace the failed disk), then run again",
+    errno.EACCES: "Permission denied: run the task as a user allowed to write there (become), or fix the ownership",
+    errno.EPERM: "Operation not permitted: run the task as a user allowed to write there (become), or fix the ownership",
+    errno.EIO: "The device reported an I/O error: check the disk before running again",
+}
+
+
+def os_error(exc):
+    """A StorageError saying where, what and what to do, for an operating-system error."""
+    where = exc.filename or "the file system"
+    return StorageError("Could not write %s: %s (errno %s)" % (where, exc.strerror or exc, exc.errno),
+                        hint=_OS_HINTS.get(exc.errno, "Fix the cause named by the operating system, then run again"),
+                        errno=exc.errno, path=exc.filename)
+
+
+def failure(exc):
+    """The result dict of a failed call, from a GatewayError or an OSError."""
+    if isinstance(exc, OSError):
+        exc = os_error(exc)
+    result = {key: value for key, value in exc.details.items() if value is not None}
+    result.update(failed=True, msg=str(exc), error=type(exc).__name__, exception=traceback.format_exc())
+    return result
 
 
 def run_module(definition):

@@ -21,12 +21,12 @@ LOCAL_DEV_DIR_VAR = "LOCAL_DEV_DIR"
 DEFAULT_LOCAL_DEV_DIR = "/var/lib/demiurge"
 DEFAULT_ENV_NAME = "dev-001"
 
-_ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_ENV_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
 def validate_env_name(name):
     """Return name if it is a safe single path component, else raise InvalidInputError."""
-    if not isinstance(name, str) or not _ENV_NAME.match(name) or ".." in name:
+    if not isinstance(name, str) or not _ENV_NAME.fullmatch(name) or ".." in name:
         raise InvalidInputError(
             "Invalid environment name %r" % (name,),
             hint="Use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit, "

@@ -17,7 +17,7 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import
     organization_label,
     require_in_zone,
 )
-from ansible_collections.demiurge.gateway.plugins.module_utils._journal import journal_argument_spec, journaled
+from ansible_collections.demiurge.gateway.plugins.module_utils._journal import journal_argument_spec
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import ModuleDef
 from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_client import PdnsClient, pdns_argument_spec
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import (
@@ -223,7 +223,7 @@ def rrset_info_argument_spec():
 
 PDNS_RRSET = ModuleDef(
     rrset_argument_spec,
-    journaled(lambda call: ensure_rrsets(PdnsClient.from_params(call.params), call.params, call.check_mode)),
+    lambda call: ensure_rrsets(PdnsClient.from_params(call.params), call.params, call.check_mode),
     **_SELECTOR_RULES)
 PDNS_RRSET_INFO = ModuleDef(
     rrset_info_argument_spec, lambda call: rrset_info(PdnsClient.from_params(call.params), call.params),

@@ -231,8 +231,45 @@ LANGUAGE sql STABLE AS $$
 $$;
 """
 
+_V2_LEASES_AND_HANDSHAKE = r"""
+-- The run that holds an allocation's lease is the only one that runs its steps or undoes them.
+ALTER TABLE organizations_gateways
+    ADD COLUMN lease_holder text,
+    -- The gateway's one-time handshake token: it exchanges it for its organization's configuration
+    -- at the platform's API (func_organizations_gateways_get). Single use; valid while the lease runs.
+    ADD COLUMN tmp_handshake_token uuid UNIQUE,
+    ADD COLUMN tmp_handshake_token_used_at timestamptz;
+
+-- One journal record per step and host (every edge has its own route record); '' for steps
+-- that run on the controller.
+ALTER TABLE allocation_steps ADD COLUMN host text NOT NULL DEFAULT '';
+ALTER TABLE allocation_steps DROP CONSTRAINT allocation_steps_pkey;
+ALTER TABLE allocation_steps ADD PRIMARY KEY (allocation_id, step, host);
+-- 'unknown': the request may have reached its service (a timeout); undone like 'done'.
+ALTER TABLE allocation_steps DROP CONSTRAINT allocation_steps_state_check;
+ALTER TABLE allocation_steps ADD CONSTRAINT allocation_steps_state_check
+    CHECK (state IN ('started', 'done', 'undone', 'failed', 'unknown'));
+
+-- Gateways left 'resetting' by a run that died are found by reconcile through this.
+CREATE INDEX gateways_resetting ON gateways (updated_at) WHERE status = 'resetting';
+
+-- The platform's configuration endpoint (POST /gateway/config) calls this with the token the
+-- gateway presents. It answers once per token, and only while the allocation is in progress.
+CREATE FUNCTION func_organizations_gateways_get(p_token uuid)
+RETURNS TABLE (organization_id uuid, allocation_id uuid, gateway_id uuid, gateway_name text)
+LANGUAGE sql VOLATILE AS $$
+    UPDATE organizations_gateways og SET tmp_handshake_token_used_at = now()
+    FROM gateways g
+    WHERE og.tmp_handshake_token = p_token AND og.tmp_handshake_token_used_at IS NULL
+      AND og.stopped_at IS NULL AND og.status = 'allocating' AND og.lease_expires_at > now()
+      AND g.id = og.gateway_id
+    RETURNING og.organization_id, og.id, g.id, g.name
+$$;
+"""
+
 MIGRATIONS = (
     Migration(1, "pool tables, allocation journal, events and routines", _V1_POOL),
+    Migration(2, "lease holders, handshake tokens, a journal record per step and host", _V2_LEASES_AND_HANDSHAKE),
 )
 
 

@@ -9,13 +9,21 @@ call, values only as parameters, check mode as a rolled-back transaction.
 
 from __future__ import annotations
 
+import time
+import uuid
+
+from ansible.module_utils.six.moves.urllib.parse import urlsplit
+
+from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import organization_id
+from ansible_collections.demiurge.gateway.plugins.module_utils._edge_route import parse_upstream
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import (
     DatabaseError,
     InvalidInputError,
+    LeaseHeldError,
     PoolExhaustedError,
 )
+from ansible_collections.demiurge.gateway.plugins.module_utils._gateway_api import DEFAULT_HEALTH_PATH, health
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import ModuleDef
-from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import organization_label
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_db import (
     connect,
     describe,
@@ -25,13 +33,8 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._pool_db import (
 )
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_migrations import POOL_EXHAUSTED_SQLSTATE
 
-STEP_STATES = ("started", "done", "undone", "failed")
+STEP_STATES = ("started", "done", "undone", "failed", "unknown")
 _GATEWAY_COLUMNS = "id, name, api_url, nginx_upstream, status, status_reason, metadata, created_at, updated_at, ready_at"
-
-
-def _org(organization):
-    """Canonical organization UUID text (validated like the DNS label)."""
-    return organization_label(organization)[len("org-"):]
 
 
 def _plain(row, names):
@@ -57,8 +60,9 @@ class Transaction:
         return self.conn
 
     def __exit__(self, exc_type, exc, tb):
+        committing = exc_type is None and not self.check_mode
         try:
-            if exc_type is None and not self.check_mode:
+            if committing:
                 try:
                     self.conn.commit()
                 except psycopg.Error as commit_error:
@@ -71,10 +75,16 @@ class Transaction:
         if exc_type is not None and issubclass(exc_type, psycopg.Error):
             if getattr(exc, "sqlstate", None) == POOL_EXHAUSTED_SQLSTATE:
                 raise PoolExhaustedError("Pool exhausted on %s: no ready gateway is available" % describe(self.params),
-                                         hint="Register more gateways, or release organizations that no longer need one")
+                                         hint="Register more gateways, or release organizations that no longer need one",
+                                         outcome="not_applied")
+            if committing and self.conn.broken:
+                # The server may have committed before the connection went away.
+                raise DatabaseError("The connection to pool database %s was lost while committing; whether the change "
+                                    "was written is unknown: %s" % (describe(self.params), str(exc).strip()),
+                                    hint="Run again: every change is idempotent, and reconcile.yml repairs a run that stopped here")
             raise DatabaseError("Pool database %s refused the change, nothing was written: %s"
                                 % (describe(self.params), str(exc).strip()),
-                                hint="Fix the cause named by PostgreSQL and run again")
+                                hint="Fix the cause named by PostgreSQL and run again", outcome="not_applied")
         return False
 
 
@@ -101,6 +111,17 @@ def ensure_gateway(call):
             if before is None and not params[key]:
                 raise InvalidInputError("Registering gateway %s needs %s" % (params["name"], key),
                                         hint="Give api_url (http://ip:port) and nginx_upstream (ip:port)")
+        if params["api_url"]:
+            params = dict(params, api_url=_api_url(params["api_url"]))
+        if params["nginx_upstream"]:
+            params = dict(params, nginx_upstream=parse_upstream(params["nginx_upstream"]))
+        if params["status"] == "ready" and (before is None or before["status"] != "ready"):
+            url = params["api_url"] or before["api_url"]
+            if not health(url, params["health_path"], params["health_timeout"]):
+                raise InvalidInputError("Gateway %s does not answer GET %s%s with 200; it is not put in service"
+                                        % (params["name"], url, params["health_path"]),
+                                        hint="Start the gateway (or fix api_url and health_path), then run again",
+                                        outcome="not_applied")
         if before is None:
             conn.execute("CALL proc_gateway_new(%s, %s, %s, %s::jsonb)", (
                 params["name"], params["api_url"], params["nginx_upstream"], psycopg.types.json.Jsonb(params["metadata"] or {})))
@@ -121,6 +142,19 @@ def ensure_gateway(call):
         after = _gateway(conn, params["name"])
     changed = _comparable(before) != _comparable(after)
     return {"changed": changed, "gateway": after, "diff": {"before": _comparable(before) or {}, "after": _comparable(after)}}
+
+
+def _api_url(url):
+    """http(s)://host[:port][/path] with a port from 1 to 65535; other schemes are refused."""
+    parsed = urlsplit(url)
+    try:
+        port = parsed.port
+    except ValueError:
+        port = -1
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or port == 0 or port == -1 or parsed.query:
+        raise InvalidInputError("api_url %r is not an http(s) URL with a host and a port from 1 to 65535" % (url,),
+                                hint="Give the gateway's API as http://<ip>:<port>, for example http://127.0.0.1:21001")
+    return url.rstrip("/")
 
 
 def _comparable(gateway):
@@ -174,6 +208,8 @@ def gateway_argument_spec():
         metadata={"type": "dict"},
         status={"type": "str", "choices": ["ready", "quarantined", "retired"]},
         status_reason={"type": "str"},
+        health_path={"type": "str", "default": DEFAULT_HEALTH_PATH},
+        health_timeout={"type": "float", "default": 5},
         state={"type": "str", "default": "present", "choices": ["present", "absent"]},
     )
     return spec
@@ -186,71 +222,187 @@ POOL_GATEWAY = ModuleDef(gateway_argument_spec, ensure_gateway)
 
 _ALLOCATION_QUERY = """
 SELECT og.id, og.organization_id, og.status, og.started_at, og.activated_at, og.stopped_at, og.stop_reason,
-       og.lease_expires_at, g.id, g.name, g.api_url, g.nginx_upstream, g.status, g.metadata
+       og.lease_expires_at, og.lease_holder, og.lease_expires_at < now(), g.id, g.name, g.api_url, g.nginx_upstream,
+       g.status, g.metadata
 FROM organizations_gateways og JOIN gateways g ON g.id = og.gateway_id
 """
 _ALLOCATION_NAMES = ("allocation_id", "organization", "status", "started_at", "activated_at", "stopped_at",
-                     "stop_reason", "lease_expires_at", "gateway_id", "gateway_name", "api_url", "nginx_upstream",
-                     "gateway_status", "gateway_metadata")
+                     "stop_reason", "lease_expires_at", "lease_holder", "lease_expired", "gateway_id", "gateway_name",
+                     "api_url", "nginx_upstream", "gateway_status", "gateway_metadata")
+_POLL_SECONDS = 0.2
+
+
+def _allocations(conn, where, args):
+    """Allocations matching where, each with its journal; two queries whatever their number."""
+    found = [_plain(row, _ALLOCATION_NAMES) for row in conn.execute(_ALLOCATION_QUERY + where, args).fetchall()]
+    steps = {}
+    if found:
+        rows = conn.execute("SELECT allocation_id, step, host, state, detail, updated_at FROM allocation_steps "
+                            "WHERE allocation_id = ANY(%s) ORDER BY updated_at, step, host",
+                            ([allocation["allocation_id"] for allocation in found],)).fetchall()
+        for row in rows:
+            steps.setdefault(str(row[0]), []).append(_plain(row[1:], ("step", "host", "state", "detail", "updated_at")))
+    for allocation in found:
+        allocation["steps"] = steps.get(allocation["allocation_id"], [])
+    return found
 
 
 def _allocation(conn, where, args):
-    row = conn.execute(_ALLOCATION_QUERY + where, args).fetchone()
-    if row is None:
-        return None
-    allocation = _plain(row, _ALLOCATION_NAMES)
-    allocation["steps"] = _steps(conn, allocation["allocation_id"])
-    return allocation
+    found = _allocations(conn, where, args)
+    return found[0] if found else None
 
 
-def _steps(conn, allocation_id):
-    rows = conn.execute("SELECT step, state, detail, updated_at FROM allocation_steps WHERE allocation_id = %s "
-                        "ORDER BY updated_at, step", (allocation_id,)).fetchall()
-    return [_plain(row, ("step", "state", "detail", "updated_at")) for row in rows]
+def live_allocation(conn, organization, lock=False):
+    return _allocation(conn, "WHERE og.organization_id = %s AND og.stopped_at IS NULL" + (" FOR UPDATE OF og" if lock else ""),
+                       (organization,))
 
 
-def live_allocation(conn, organization):
-    return _allocation(conn, "WHERE og.organization_id = %s AND og.stopped_at IS NULL", (organization,))
+def _lease(allocation):
+    return "run %s (lease until %s)" % (allocation["lease_holder"] or "of unknown id", allocation["lease_expires_at"])
+
+
+def _require_holder(allocation, holder, action):
+    """Only the run that holds the lease acts on an allocation in progress."""
+    if allocation["status"] == "active":
+        return  # no run holds an active allocation
+    if holder and allocation["lease_holder"] and allocation["lease_holder"] != holder:
+        raise LeaseHeldError(
+            "Organization %s's allocation %s is held by %s; this run may not %s it"
+            % (allocation["organization"], allocation["allocation_id"], _lease(allocation), action),
+            hint="Leave it to that run; reconcile.yml repairs it if that run died", lease_holder=allocation["lease_holder"])
+
+
+def _wait_for_other_run(params, allocation, wanted):
+    """Poll an allocation another run holds until that run brings it to status `wanted` (returned)
+    or ends it (None). Fails naming the run when its lease expires or the wait times out."""
+    deadline = time.monotonic() + params["wait_seconds"]
+    while True:
+        with Transaction(params, True) as conn:
+            now = _allocation(conn, "WHERE og.id = %s", (allocation["allocation_id"],))
+        if now["stopped_at"] is not None:
+            return None, now
+        if now["status"] == wanted:
+            return now, None
+        if now["lease_expired"]:
+            raise LeaseHeldError("Organization %s's allocation %s was left %s by %s, whose lease has expired"
+                                 % (now["organization"], now["allocation_id"], now["status"], _lease(now)),
+                                 hint="That run died: reconcile.yml repairs it, then run again")
+        if time.monotonic() > deadline:
+            raise LeaseHeldError("Organization %s's allocation %s is still %s by %s after %s s"
+                                 % (now["organization"], now["allocation_id"], now["status"], _lease(now),
+                                    params["wait_seconds"]),
+                                 hint="Run again later, or raise wait_seconds")
+        time.sleep(_POLL_SECONDS)
+
+
+def _result(changed, allocation, before, holder, **extra):
+    return dict(extra, changed=bool(changed), allocation=allocation, lease_holder=holder,
+                diff={"before": _summary(before), "after": _summary(allocation)})
+
+
+def _claim(call, organization, holder):
+    params = call.params
+    with Transaction(params, call.check_mode) as conn:
+        row = conn.execute("CALL proc_organizations_start_gateway(%s, make_interval(secs => %s))",
+                           (organization, params["lease_seconds"])).fetchone()
+        created = row[2]
+        if created:
+            conn.execute("UPDATE organizations_gateways SET lease_holder = %s WHERE id = %s", (holder, row[0]))
+        allocation = live_allocation(conn, organization)
+    if created:
+        return _result(True, allocation, None, holder, created=True)
+    if allocation["status"] == "active":
+        return _result(False, allocation, allocation, holder, created=False)
+    if allocation["status"] == "releasing":
+        raise LeaseHeldError("Organization %s's gateway is being released by %s" % (organization, _lease(allocation)),
+                             hint="Allocate again once that release has finished", lease_holder=allocation["lease_holder"])
+    # Another run is allocating for this organization: its outcome is ours, and it is never undone here.
+    active, ended = _wait_for_other_run(params, allocation, "active")
+    if active is not None:
+        return _result(False, active, active, holder, created=False)
+    raise LeaseHeldError("The allocation %s for organization %s by %s ended as %s while this run waited"
+                         % (ended["allocation_id"], organization, _lease(ended), ended["status"]),
+                         hint="See that run's output for its cause, then run again")
+
+
+def _activate(call, organization, holder):
+    with Transaction(call.params, call.check_mode) as conn:
+        before = live_allocation(conn, organization, lock=True)
+        if before is None:
+            if call.check_mode and call.params["allocation_id"]:
+                return _result(True, None, None, holder)  # claimed by this run's check-mode claim
+            raise InvalidInputError("Organization %s holds no gateway to activate" % organization,
+                                    hint="Claim one with state=present first")
+        if before["status"] == "releasing":
+            raise InvalidInputError("Organization %s's gateway is being released by %s" % (organization, _lease(before)),
+                                    hint="Allocate again once that release has finished")
+        changed = before["status"] != "active"
+        if changed:
+            _require_holder(before, holder, "activate")
+            conn.execute("UPDATE organizations_gateways SET status = 'active', activated_at = now(), "
+                         "lease_expires_at = NULL, lease_holder = NULL, tmp_handshake_token = NULL WHERE id = %s", (before["allocation_id"],))
+            conn.execute("INSERT INTO gateway_events (kind, gateway_id, organization_id, allocation_id) "
+                         "VALUES ('allocation.active', %s, %s, %s)",
+                         (before["gateway_id"], organization, before["allocation_id"]))
+        after = live_allocation(conn, organization)
+    return _result(changed, after, before, holder)
+
+
+def _take_lease(call, organization, holder, status):
+    """Make this run the holder of the organization's live allocation, to release it (status
+    'releasing') or to repair it ('leased': an allocation in progress whose lease expired)."""
+    params = call.params
+    with Transaction(params, call.check_mode) as conn:
+        before = live_allocation(conn, organization, lock=True)
+        if before is None:
+            return _result(False, None, None, holder, held=False)
+        mine = before["lease_holder"] == holder
+        free = before["lease_expired"] or mine
+        if status == "releasing" and before["status"] == "allocating" and not before["lease_expired"]:
+            raise LeaseHeldError("Organization %s is being allocated by %s" % (organization, _lease(before)),
+                                 hint="Release it once that allocation has finished")
+        if status == "leased" and (before["status"] == "active" or not free):
+            return _result(False, before, before, holder, held=False)
+        wait = status == "releasing" and before["status"] == "releasing" and not free
+        if not wait:
+            conn.execute("UPDATE organizations_gateways SET status = %s, lease_holder = %s, "
+                         "lease_expires_at = now() + make_interval(secs => %s) WHERE id = %s",
+                         (before["status"] if status == "leased" else "releasing", holder, params["lease_seconds"],
+                          before["allocation_id"]))
+            after = live_allocation(conn, organization)
+    if not wait:
+        return _result(not mine or before["status"] == "active", after, before, holder, held=True)
+    _wait_for_other_run(params, before, "released")
+    return _result(False, None, before, holder, held=False)
+
+
+def _finish(call, organization, holder):
+    """End the allocation and, in the same transaction, return its gateway to the pool (only after
+    a verified scrub), quarantine it, or leave it resetting."""
+    params = call.params
+    with Transaction(params, call.check_mode) as conn:
+        before = live_allocation(conn, organization, lock=True)
+        if before is None:
+            return _result(False, None, None, holder)
+        _require_holder(before, holder, "end")
+        conn.execute("CALL proc_organizations_gateways_stop(%s, %s)", (organization, params["reason"]))
+        _set_status(conn, before["gateway_name"], params["gateway_status"], params["gateway_reason"])
+        after = _allocation(conn, "WHERE og.id = %s", (before["allocation_id"],))
+    return dict(_result(True, after, before, holder), diff={"before": _summary(before), "after": {}})
 
 
 def ensure_allocation(call):
     params = call.params
-    organization = _org(params["organization"])
-    with Transaction(params, call.check_mode) as conn:
-        before = live_allocation(conn, organization)
-        state = params["state"]
-        if state == "present":
-            row = conn.execute("CALL proc_organizations_start_gateway(%s, make_interval(secs => %s))",
-                               (organization, params["lease_seconds"])).fetchone()
-            created = row[2]
-        elif state == "active":
-            if before is None:
-                raise InvalidInputError("Organization %s holds no gateway to activate" % organization,
-                                        hint="Claim one with state=present first")
-            created = before["status"] != "active"
-            if created:
-                conn.execute("UPDATE organizations_gateways SET status = 'active', activated_at = now(), "
-                             "lease_expires_at = NULL WHERE id = %s", (before["allocation_id"],))
-                conn.execute("INSERT INTO gateway_events (kind, gateway_id, organization_id, allocation_id) "
-                             "VALUES ('allocation.active', %s, %s, %s)",
-                             (before["gateway_id"], organization, before["allocation_id"]))
-        elif state == "releasing":
-            if before is None:
-                return {"changed": False, "allocation": None, "created": False}
-            created = before["status"] != "releasing"
-            if created:
-                conn.execute("UPDATE organizations_gateways SET status = 'releasing', "
-                             "lease_expires_at = now() + make_interval(secs => %s) WHERE id = %s",
-                             (params["lease_seconds"], before["allocation_id"]))
-        else:
-            if before is None:
-                return {"changed": False, "allocation": None, "created": False}
-            conn.execute("CALL proc_organizations_gateways_stop(%s, %s)", (organization, params["reason"]))
-            created = True
-        after = live_allocation(conn, organization) if state != "absent" else \
-            _allocation(conn, "WHERE og.id = %s", (before["allocation_id"],))
-    return {"changed": bool(created), "created": bool(created) and state == "present", "allocation": after,
-            "diff": {"before": _summary(before), "after": _summary(after if state != "absent" else None)}}
+    organization = organization_id(params["organization"])
+    holder = params["lease_holder"] or str(uuid.uuid4())
+    state = params["state"]
+    if state == "present":
+        return _claim(call, organization, holder)
+    if state == "active":
+        return _activate(call, organization, holder)
+    if state in ("releasing", "leased"):
+        return _take_lease(call, organization, holder, state)
+    return _finish(call, organization, holder)
 
 
 def _summary(allocation):
@@ -263,40 +415,64 @@ def allocation_argument_spec():
     spec = pool_db_argument_spec()
     spec.update(
         organization={"type": "str", "required": True},
-        state={"type": "str", "default": "present", "choices": ["present", "active", "releasing", "absent"]},
+        state={"type": "str", "default": "present", "choices": ["present", "active", "releasing", "leased", "absent"]},
         lease_seconds={"type": "int", "default": 600},
+        lease_holder={"type": "str"},
+        allocation_id={"type": "str"},
+        wait_seconds={"type": "float", "default": 60},
         reason={"type": "str", "default": "released", "choices": ["released", "failed"]},
+        gateway_status={"type": "str", "default": "resetting", "choices": ["resetting", "ready", "quarantined"]},
+        gateway_reason={"type": "str"},
     )
     return spec
 
 
-POOL_ALLOCATION = ModuleDef(allocation_argument_spec, ensure_allocation)
+POOL_ALLOCATION = ModuleDef(allocation_argument_spec, ensure_allocation,
+                            required_if=[("gateway_status", "quarantined", ["gateway_reason"])])
+
+
+def store_handshake_token(params, allocation_id, holder, token):
+    """Record the one-time token the gateway will exchange for its organization's configuration."""
+    with Transaction(params, False) as conn:
+        row = conn.execute("UPDATE organizations_gateways SET tmp_handshake_token = %s, tmp_handshake_token_used_at = NULL "
+                           "WHERE id = %s AND stopped_at IS NULL AND status = 'allocating' "
+                           "AND (lease_holder IS NULL OR lease_holder = %s) RETURNING id",
+                           (token, allocation_id, holder)).fetchone()
+    if row is None:
+        raise LeaseHeldError("Allocation %s is no longer in progress under this run's lease" % allocation_id,
+                             hint="Another run or reconcile.yml took it over; nothing was sent to the gateway",
+                             outcome="not_applied")
 
 
 # --- pool_allocation_step -------------------------------------------------------------------
 
 def write_step(params, state, detail=None, conn=None):
-    """Upsert step params["step"] of live allocation params["allocation_id"] and extend its lease;
-    params also holds the connection options. One transaction, on `conn` when given."""
+    """Upsert the journal record (params["step"], params["host"]) of live allocation
+    params["allocation_id"] and extend its lease; only the lease holder (params["lease_holder"],
+    when given) may. params also holds the connection options. One transaction, on `conn` when given."""
     with Transaction(params, False, conn) as conn:
         live = conn.execute(
             "UPDATE organizations_gateways SET lease_expires_at = now() + make_interval(secs => %s) "
-            "WHERE id = %s AND stopped_at IS NULL RETURNING id", (params["lease_seconds"], params["allocation_id"])).fetchone()
+            "WHERE id = %s AND stopped_at IS NULL AND (%s::text IS NULL OR lease_holder IS NULL OR lease_holder = %s) "
+            "RETURNING id",
+            (params["lease_seconds"], params["allocation_id"], params.get("lease_holder"), params.get("lease_holder"))).fetchone()
         if live is None:
-            raise InvalidInputError("Allocation %s is not live" % params["allocation_id"],
-                                    hint="Journal steps only for a claimed, not yet stopped allocation")
+            raise LeaseHeldError("Allocation %s is not live under this run's lease" % params["allocation_id"],
+                                 hint="It ended, or another run (reconcile.yml) took it over; this run stops here",
+                                 outcome="not_applied")
         conn.execute(
-            "INSERT INTO allocation_steps (allocation_id, step, state, detail) VALUES (%s, %s, %s, %s) "
-            "ON CONFLICT (allocation_id, step) DO UPDATE SET state = EXCLUDED.state, "
+            "INSERT INTO allocation_steps (allocation_id, step, host, state, detail) VALUES (%s, %s, %s, %s, %s) "
+            "ON CONFLICT (allocation_id, step, host) DO UPDATE SET state = EXCLUDED.state, "
             "detail = allocation_steps.detail || EXCLUDED.detail, updated_at = now()",
-            (params["allocation_id"], params["step"], state, psycopg.types.json.Jsonb(detail or {})))
+            (params["allocation_id"], params["step"], params.get("host") or "", state,
+             psycopg.types.json.Jsonb(detail or {})))
 
 
 def record_step(call):
     params = call.params
     with Transaction(params, True) as conn:
-        row = conn.execute("SELECT state, detail FROM allocation_steps WHERE allocation_id = %s AND step = %s",
-                           (params["allocation_id"], params["step"])).fetchone()
+        row = conn.execute("SELECT state, detail FROM allocation_steps WHERE allocation_id = %s AND step = %s AND host = %s",
+                           (params["allocation_id"], params["step"], params["host"])).fetchone()
     if row is not None and row[0] == params["step_state"] and (not params["detail"] or row[1] == params["detail"]):
         return {"changed": False}
     if not call.check_mode:
@@ -309,9 +485,11 @@ def step_argument_spec():
     spec.update(
         allocation_id={"type": "str", "required": True},
         step={"type": "str", "required": True},
+        host={"type": "str", "default": ""},
         step_state={"type": "str", "required": True, "choices": list(STEP_STATES)},
         detail={"type": "dict"},
         lease_seconds={"type": "int", "default": 600},
+        lease_holder={"type": "str"},
     )
     return spec
 
@@ -328,18 +506,19 @@ def pool_info(call):
         stats = _plain(conn.execute("SELECT * FROM func_gateway_stats()").fetchone(), names)
         result = {"changed": False, "stats": stats}
         if params["organization"]:
-            result["allocation"] = live_allocation(conn, _org(params["organization"]))
+            result["allocation"] = live_allocation(conn, organization_id(params["organization"]))
         if params["gateways"]:
             rows = conn.execute("SELECT %s FROM gateways ORDER BY created_at, id" % _GATEWAY_COLUMNS).fetchall()
             result["gateways"] = [_plain(row, _GATEWAY_COLUMNS.split(", ")) for row in rows]
         if params["allocations"]:
-            rows = conn.execute("SELECT og.id FROM organizations_gateways og WHERE og.stopped_at IS NULL "
-                                "ORDER BY og.started_at").fetchall()
-            result["allocations"] = [_allocation(conn, "WHERE og.id = %s", (row[0],)) for row in rows]
-        rows = conn.execute("SELECT og.id FROM organizations_gateways og WHERE og.stopped_at IS NULL "
-                            "AND og.status IN ('allocating', 'releasing') AND og.lease_expires_at < now() "
-                            "ORDER BY og.started_at").fetchall()
-        result["expired"] = [_allocation(conn, "WHERE og.id = %s", (row[0],)) for row in rows]
+            result["allocations"] = _allocations(conn, "WHERE og.stopped_at IS NULL ORDER BY og.started_at", ())
+        result["expired"] = _allocations(conn, "WHERE og.stopped_at IS NULL AND og.status IN ('allocating', 'releasing') "
+                                         "AND og.lease_expires_at < now() ORDER BY og.started_at", ())
+        # Left resetting by a run that died between ending an allocation and the scrub.
+        rows = conn.execute("SELECT %s FROM gateways WHERE status = 'resetting' "
+                            "AND updated_at < now() - make_interval(secs => %%s) ORDER BY updated_at" % _GATEWAY_COLUMNS,
+                            (params["stale_seconds"],)).fetchall()
+        result["stale_resetting"] = [_plain(row, _GATEWAY_COLUMNS.split(", ")) for row in rows]
     return result
 
 
@@ -349,6 +528,7 @@ def info_argument_spec():
         organization={"type": "str"},
         gateways={"type": "bool", "default": False},
         allocations={"type": "bool", "default": False},
+        stale_seconds={"type": "int", "default": 300},
     )
     return spec
 

@@ -26,7 +26,7 @@ import os
 import shutil
 import time
 
-from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import organization_label
+from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import organization_id
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import GatewayError, InvalidInputError
 
 MANIFEST = "manifest.json"
@@ -97,7 +97,7 @@ def manifest_checksum(manifest):
 
 
 def org_dir(storage, organization):
-    return os.path.join(storage, organization_label(organization)[len("org-"):])
+    return os.path.join(storage, organization_id(organization))
 
 
 def list_snapshots(storage, organization):
@@ -118,6 +118,12 @@ def list_snapshots(storage, organization):
         manifest["path"] = os.path.join(base, name)
         result.append(manifest)
     return result
+
+
+def newest(history):
+    """The newest snapshot, damaged or not: an older one is restored only when asked for by id,
+    because falling back silently would lose what the newest one added."""
+    return history[0] if history else None
 
 
 def summary(manifest):
@@ -154,10 +160,11 @@ def take_snapshot(data_dir, storage, organization, allocation_id, keep, allow_sh
         for relative in _walk_files(data_dir):
             target = os.path.join(staging, FILES, relative)
             makedirs_private(os.path.dirname(target))
-            digest, size = copy_hashing(os.path.join(data_dir, relative), target)
-            files[relative] = {"sha256": digest, "size": size}
+            source = os.path.join(data_dir, relative)
+            digest, size = copy_hashing(source, target)
+            files[relative] = {"sha256": digest, "size": size, "mode": "%04o" % (os.stat(source).st_mode & 0o7777)}
             total += size
-        manifest = {"id": snapshot_id, "organization": organization_label(organization)[len("org-"):],
+        manifest = {"id": snapshot_id, "organization": organization_id(organization),
                     "allocation_id": allocation_id, "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                     "projects": projects, "files": files, "file_count": len(files), "total_size": total}
         manifest["checksum"] = manifest_checksum(manifest)
@@ -207,6 +214,8 @@ def _verify_into(snapshot, staging):
         target = os.path.join(staging, relative)
         makedirs_private(os.path.dirname(target))
         digest, size = copy_hashing(os.path.join(source_root, relative), target)
+        # Snapshots taken before modes were recorded restore as private files.
+        os.chmod(target, int(expected.get("mode", "0600"), 8))
         if (digest, size) != (expected["sha256"], expected["size"]):
             raise SnapshotError("Snapshot %s is corrupt: %s has sha256 %s (%d bytes), the manifest says %s (%d bytes)"
                                 % (snapshot["path"], relative, digest[:16], size, expected["sha256"][:16], expected["size"]),
@@ -231,9 +240,14 @@ def restore_snapshot(data_dir, storage, organization, snapshot_id, check_mode):
             raise SnapshotError("Organization %s has no snapshot %s in %s" % (organization, snapshot_id, storage),
                                 hint="List snapshots with demiurge.gateway.gateway_snapshot_info")
     else:
-        chosen = next((m for m in history if m["intact"]), None)
+        chosen = newest(history)
         if chosen is None:
             return None
+    if not chosen["intact"]:
+        raise SnapshotError("Snapshot %s of organization %s has a damaged manifest (checksum mismatch); nothing was restored"
+                            % (chosen["id"], organization),
+                            hint="Repair it, or restore an older one on purpose with the snapshot option "
+                            "(gateway_snapshot_info lists them)", outcome="not_applied")
     if check_mode:
         return chosen
     parent = os.path.dirname(os.path.abspath(data_dir))

@@ -14,6 +14,10 @@ description:
     SHA-256 and size against the manifest (and the manifest's own checksum); only when all match is
     the staging directory swapped with O(data_dir) in one rename. A corrupt or truncated snapshot is
     refused with an error naming the file, and the gateway's data stays as it was.
+  - Restores each file's recorded mode (snapshots from before modes were recorded restore as 0600).
+  - The newest snapshot is restored, or refused when its manifest is damaged. An older snapshot is
+    never taken silently, because it would lose what the newest one added; restore one on purpose
+    with O(snapshot).
   - An organization without snapshots is not an error (a first allocation); nothing changes.
   - When O(data_dir) already holds exactly the snapshot, nothing changes.
 extends_documentation_fragment:
@@ -23,7 +27,7 @@ extends_documentation_fragment:
   - demiurge.gateway.attributes
 options:
   snapshot:
-    description: Snapshot id to restore; the latest intact one when omitted.
+    description: Snapshot id to restore; the newest one when omitted.
     type: str
 author:
   - Demiurge platform team (@demiurge)

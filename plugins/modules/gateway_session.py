@@ -7,44 +7,46 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: gateway_session
-short_description: Start or reset an organization's session on a gateway
+short_description: Hand a gateway to an organization (the allocation handshake)
 version_added: 0.1.0
 description:
-  - V(started) performs the allocation handshake, C(POST /collab/start) with the organization and a
-    one-time handshake token; the gateway then fetches its configuration itself. A gateway that
-    already serves the organization is left alone.
-  - V(reset) ends the session (C(POST /collab/reset)) and waits up to O(health_timeout) for
-    C(GET /health) to answer 200. It does not fail on an unhealthy gateway; it returns RV(healthy) so
-    the caller can return the gateway to the pool or quarantine it.
+  - Stores a one-time handshake token with the allocation in the pool database, then sends it to
+    the gateway as C(POST /collab/start) with a JSON body holding C(tmp_handshake_token), a UUID. The gateway
+    exchanges the token for its organization's configuration at the platform's API
+    (C(POST /gateway/config), which calls C(func_organizations_gateways_get)). The token is valid
+    once, and only while the allocation is in progress under its lease.
+  - Only the run that holds the allocation's lease (O(lease_holder)) may store the token.
+  - A refused connection fails with nothing sent; a timeout leaves it unknown whether the gateway
+    took the token, and the caller must recycle the gateway when it rolls back.
+  - There is no reverse. A gateway leaves an organization by being recycled with
+    M(demiurge.gateway.gateway_recycle).
   - Runs in the controller process when the task runs on the controller.
 extends_documentation_fragment:
+  - demiurge.gateway.pool_db
   - demiurge.gateway.journal
   - demiurge.gateway.attributes
+attributes:
+  idempotent:
+    support: none
+    details: Every call is a new handshake with a new token; the allocation journal runs it once per allocation.
 options:
   api_url:
     description: Base URL of the gateway's API.
     type: str
     required: true
   organization:
-    description: Organization UUID.
+    description: Organization UUID (for the messages; the gateway learns it from the platform).
     type: str
     required: true
-  state:
-    description: Whether the organization's session runs.
+  allocation_id:
+    description: The allocation the token belongs to.
     type: str
-    choices: [started, reset]
-    default: started
-  handshake_token:
-    description:
-      - One-time token the gateway presents when it fetches its configuration, for V(started).
-      - When omitted, a random token (40 URL-safe characters) is generated for the call.
+    required: true
+  lease_holder:
+    description: This run's lease holder id, as M(demiurge.gateway.pool_allocation) returned it.
     type: str
   timeout:
-    description: Seconds to wait for one HTTP answer.
-    type: float
-    default: 5
-  health_timeout:
-    description: Seconds to wait for the gateway to be healthy after V(reset).
+    description: Seconds to wait for the gateway's answer.
     type: float
     default: 10
 author:
@@ -56,17 +58,15 @@ EXAMPLES = r"""
   demiurge.gateway.gateway_session:
     api_url: "{{ claim.allocation.api_url }}"
     organization: "{{ organization_id }}"
+    allocation_id: "{{ claim.allocation.allocation_id }}"
+    lease_holder: "{{ claim.lease_holder }}"
+    login_password: "{{ pool_db_password }}"
   delegate_to: localhost
 """
 
 RETURN = r"""
-healthy:
-  description: Whether the gateway answered its health check after the call.
-  returned: always
-  type: bool
-  sample: true
 organization:
-  description: Organization the gateway serves after the call, null after V(reset).
+  description: Organization the gateway was handed to.
   returned: always
   type: str
   sample: 0b5e9b7c-1a2b-4c3d-8e9f-001122334455

@@ -13,7 +13,7 @@ description:
   - Copies the gateway's data directory (per-project Yjs state under C(projects/), the state file
     with permissions, OAuth clients, authorization codes and tokens, container tokens) into
     C(<storage_dir>/<organization>/<snapshot id>/) with a manifest holding a SHA-256 per file and
-    a checksum of the manifest itself.
+    a checksum of the manifest itself. Each file's mode is recorded and restored.
   - Written under a temporary name, every file fsynced, then renamed into place; a push that dies
     midway leaves the previous snapshots untouched. Files are 0600 in 0700 directories; no file
     content appears in the result.
@@ -26,6 +26,7 @@ extends_documentation_fragment:
   - demiurge.gateway.gateway_data
   - demiurge.gateway.gateway_data.DATA_DIR
   - demiurge.gateway.pool_db
+  - demiurge.gateway.journal
   - demiurge.gateway.attributes
 attributes:
   idempotent:

@@ -10,8 +10,12 @@ module: pool_allocation_step
 short_description: Journal one step of an allocation or release
 version_added: 0.1.0
 description:
-  - Records that a step of allocation O(allocation_id) V(started), is V(done), was V(undone) or
-    V(failed), with optional detail, and extends the allocation's lease.
+  - Records that a step of allocation O(allocation_id) on O(host) V(started), is V(done), was
+    V(undone), V(failed) (nothing applied) or has an V(unknown) outcome (it may have been applied),
+    with optional detail, and extends the allocation's lease. Only the lease holder may write
+    (O(lease_holder)).
+  - Step modules journal themselves through their C(journal) option; this module is for steps of
+    one's own.
   - The journal lets the reconcile playbook roll back (or forward) a run that was killed.
   - Runs in the controller process when the task runs on the controller.
 extends_documentation_fragment:
@@ -23,14 +27,18 @@ options:
     type: str
     required: true
   step:
-    description: Step name, for example C(dns), C(route:edge-1), C(handshake).
+    description: Step name, for example C(dns), C(route), C(handshake).
     type: str
     required: true
+  host:
+    description: Host the step ran on; one record per step and host.
+    type: str
+    default: ""
   step_state:
     description: State of the step.
     type: str
     required: true
-    choices: [started, done, undone, failed]
+    choices: [started, done, undone, failed, unknown]
   detail:
     description: Detail merged into the step's record (what to undo, for example).
     type: dict
@@ -38,6 +46,9 @@ options:
     description: New lease of the allocation from now.
     type: int
     default: 600
+  lease_holder:
+    description: This run's lease holder id, as M(demiurge.gateway.pool_allocation) returned it.
+    type: str
 author:
   - Demiurge platform team (@demiurge)
 """

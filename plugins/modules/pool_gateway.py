@@ -12,8 +12,11 @@ version_added: 0.1.0
 description:
   - Registers a pre-started gateway (C(proc_gateway_new)), updates its addresses or metadata, and
     moves it between V(ready), V(quarantined) and V(retired).
-  - A gateway only becomes V(ready) through C(proc_gateways_set_ready), which refuses while the
-    gateway is allocated; addresses of an allocated gateway cannot change.
+  - A gateway only becomes V(ready) once it answers its health check (C(GET) O(health_path) with
+    200), and through C(proc_gateways_set_ready), which refuses while the gateway is allocated;
+    addresses of an allocated gateway cannot change.
+  - O(api_url) must be an C(http) or C(https) URL with a port from 1 to 65535, and O(nginx_upstream)
+    an IP literal and a port from 1 to 65535 (nginx resolves no names in the edge's map).
   - V(absent) deletes a gateway that was never allocated and retires one with allocation history.
   - One transaction per call; check mode runs it and rolls back.
   - Runs in the controller process when the task runs on the controller.
@@ -32,7 +35,9 @@ options:
     description: C(<ip>:<port>) the edge proxies to. Required to register.
     type: str
   metadata:
-    description: Free-form metadata stored with the gateway.
+    description:
+      - Metadata stored with the gateway. The life cycle reads C(data_dir) (the gateway's data
+        directory) and C(service) (how M(demiurge.gateway.gateway_recycle) restarts it).
     type: dict
   status:
     description: Status to move the gateway to; omit to leave it.
@@ -41,6 +46,14 @@ options:
   status_reason:
     description: Why the gateway got O(status), for V(quarantined) and V(retired).
     type: str
+  health_path:
+    description: The gateway's health check path, checked before it becomes V(ready).
+    type: str
+    default: /collab/ping
+  health_timeout:
+    description: Seconds to wait for the health check's answer.
+    type: float
+    default: 5
   state:
     description: Whether the gateway is registered.
     type: str

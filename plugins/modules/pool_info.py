@@ -12,7 +12,9 @@ version_added: 0.1.0
 description:
   - Returns pool counters (C(func_gateway_stats)), optionally one organization's live allocation,
     every gateway and every live allocation with its journaled steps, and always the allocations
-    whose lease expired while allocating or releasing (what the reconcile playbook repairs).
+    whose lease expired while allocating or releasing and the gateways left C(resetting) for longer
+    than O(stale_seconds) (what the reconcile playbook repairs).
+  - Two queries for the allocations and their journals, whatever their number.
   - Runs in the controller process when the task runs on the controller.
 extends_documentation_fragment:
   - demiurge.gateway.pool_db
@@ -29,6 +31,10 @@ options:
     description: Return every live allocation.
     type: bool
     default: false
+  stale_seconds:
+    description: A gateway C(resetting) for longer than this was left so by a run that died.
+    type: int
+    default: 300
 author:
   - Demiurge platform team (@demiurge)
 """
@@ -71,7 +77,14 @@ expired:
   type: list
   elements: dict
   sample: [{"allocation_id": "5d0f6c1e-3b7a-4e51-9a55-0e6f1c2d3b4a", "status": "allocating",
-            "steps": [{"step": "dns", "state": "done"}]}]
+            "lease_holder": "7f1d5a0e-9f1e-4c55-8d0e-2b4c1a9e3f10", "lease_expired": true,
+            "steps": [{"step": "dns", "host": "localhost", "state": "done"}]}]
+stale_resetting:
+  description: Gateways left C(resetting) for longer than O(stale_seconds).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"name": "gw-003", "status": "resetting", "metadata": {"data_dir": "/srv/gw-003/data"}}]
 """
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_ops import POOL_INFO

@@ -4,9 +4,10 @@
 """PRIVATE to demiurge.gateway: may change without notice.
 
 Action plugin base for modules whose work is API calls (or files on the
-controller): when the task runs on the controller, run the module's body in
-this process (about 14 ms of overhead instead of about 400 ms for shipping and
-starting a module); on any other host, run the module there as usual.
+controller): when the task runs on the controller over the local connection,
+without become or async, run the module's body in this process (about 14 ms of
+overhead instead of about 400 ms for shipping and starting a module); otherwise
+run the module as usual. Either way, the step journal is written here.
 
 Importing this file also prepares the controller for the workers ansible forks
 per task: ansible's strategy loads an action plugin's class in the controller
@@ -19,14 +20,19 @@ from __future__ import annotations
 import gc
 import os
 import subprocess
+import sys
 from contextlib import contextmanager
 
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
 from ansible.plugins.loader import filter_loader, lookup_loader, test_loader
 
+from ansible_collections.demiurge.gateway.plugins.module_utils._errors import GatewayError, InvalidInputError
 from ansible_collections.demiurge.gateway.plugins.module_utils._http import tls_context
-from ansible_collections.demiurge.gateway.plugins.module_utils._module import Call
+from ansible_collections.demiurge.gateway.plugins.module_utils._journal import journal_argument_spec
+from ansible_collections.demiurge.gateway.plugins.module_utils._module import Call, failure
+from ansible_collections.demiurge.gateway.plugins.plugin_utils._journal import JournaledStep
 
 _RULES = ("mutually_exclusive", "required_together", "required_one_of", "required_if", "required_by")
 
@@ -68,7 +74,8 @@ def _environment(overrides):
 
 
 class LocalFirstAction(ActionBase):
-    """Subclasses set DEFINITION to the module's ModuleDef."""
+    """Subclasses set DEFINITION to the module's ModuleDef. A task's `journal` argument is taken
+    out here and written on the controller around the work (plugin_utils/_journal.py)."""
 
     DEFINITION = None
     TRANSFERS_FILES = False
@@ -79,19 +86,49 @@ class LocalFirstAction(ActionBase):
             merged.update(self._templar.template(block))
         return merged
 
+    def _runs_here(self, task_vars):
+        """The in-process shortcut only where it changes nothing a task asked for: a local
+        connection, no privilege escalation, no async, this very interpreter."""
+        interpreter = task_vars.get("ansible_python_interpreter")
+        return (self._connection.transport == "local" and not self._task.become and not self._task.async_val
+                and (interpreter is None or os.path.realpath(str(interpreter)) == os.path.realpath(sys.executable)))
+
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
-        if self._connection.transport != "local":
-            result.update(self._execute_module(task_vars=task_vars))
+        module_args = {key: value for key, value in self._task.args.items() if key != "journal"}
+        journal = self._task.args.get("journal")
+        if not journal or self._task.check_mode:
+            result.update(self._work(module_args, task_vars))
             return result
+        try:
+            with _environment(self._task_environment()):
+                checked = ArgumentSpecValidator(journal_argument_spec()).validate({"journal": journal})
+            if checked.error_messages:
+                raise InvalidInputError("journal: %s" % "; ".join(checked.error_messages))
+            host = self._task.delegate_to or task_vars.get("inventory_hostname")
+            with JournaledStep(checked.validated_parameters["journal"], host) as step:
+                work = self._work(module_args, task_vars)
+                try:
+                    step.finish(work)
+                except GatewayError as exc:
+                    if not work.get("failed"):
+                        raise
+                    work.setdefault("warnings", []).append("The journal did not record this failure: %s" % exc)
+        except GatewayError as exc:
+            work = failure(exc)
+        result.update(work)
+        return remove_values(result, [journal.get("login_password")] if journal.get("login_password") else [])
+
+    def _work(self, module_args, task_vars):
+        if not self._runs_here(task_vars):
+            return self._execute_module(module_args=module_args, task_vars=task_vars)
         definition = self.DEFINITION
         with _environment(self._task_environment()):
             validation, dummy = self.validate_argument_spec(
                 argument_spec=definition.argument_spec(),
                 **{key: value for key, value in definition.rules.items() if key in _RULES})
         call = Call(validation.validated_parameters, self._task.check_mode, self._task.diff, self._run_command)
-        result.update(definition.execute(call))
-        return remove_values(result, validation._no_log_values)  # pylint: disable=protected-access
+        return remove_values(definition.execute(call), validation._no_log_values)  # pylint: disable=protected-access
 
     @staticmethod
     def _run_command(argv):

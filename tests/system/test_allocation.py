@@ -177,9 +177,9 @@ def fault(name):
         "handshake answers 500": ({}, "fail-handshake", "HTTP 500", "handshake"),
         "handshake fails and the gateway is unhealthy": ({}, "unhealthy", "HTTP 500", "handshake"),
         # The step's own database connection (its journal) is lost; the rescue's is not.
-        "database unreachable during a step": ({"__allocation_journal_base": {
-            "login_port": 9, "login_password": "x", "allocation_id": "{{ __allocation.allocation_id }}", "lease_seconds": 60,
-            "connect_timeout": 2}}, None, "Could not connect to PostgreSQL", "dns"),
+        "database unreachable during a step": ({"__allocation_journal_options": {
+            "login_port": 9, "login_password": "x", "lease_seconds": 60, "connect_timeout": 2}}, None,
+            "Could not connect to PostgreSQL", "dns"),
     }[name]
 
 

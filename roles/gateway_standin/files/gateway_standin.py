@@ -1,13 +1,17 @@
-"""Stand-in for the platform's gateway (a Node service), for the local stack and the tests.
-
-Keeps the parts of the gateway's contract the collection relies on:
-  GET  /health              200 {"status": "ok", "gateway": <name>} (503 when --unhealthy-file exists)
-  POST /collab/start        the allocation handshake: {"organization": <uuid>, "handshake_token": <str>}
-                            (500 while --fail-handshake-file exists)
-  POST /collab/reset        end the organization's session and wipe its data
+"""Stand-in for the platform's gateway (packages/app-gateway, a Node service), for the local stack
+and the tests. It keeps the real gateway's contract:
+  GET  /collab/ping         health: 200 (503 while --unhealthy-file exists)
+  POST /collab/start        the handshake, {"tmp_handshake_token": <uuid>}: the gateway exchanges the
+                            token for its organization's configuration at the platform's API
+                            (POST <config-url>/gateway/config), then loads the organization's state
+                            from its data directory into memory (500 while --fail-handshake-file exists)
+  no reset endpoint         the organization's state lives in memory until the process ends: the
+                            gateway is recycled by restarting it with a clean data directory
   any other request         200 {"gateway": <name>, "host": <Host>, "path": <path>}
   WebSocket upgrade         101, then every text frame is echoed back as "<name>: <text>"
 Every response carries the header X-Gateway: <name>, so a test sees which gateway served it.
+One path exists only in the stand-in, for the tests' invariant checks:
+  GET  /standin/state       {"organization": <uuid or null>, "state": <what it holds in memory>}
 Standard library only.
 """
 
@@ -17,17 +21,19 @@ import base64
 import hashlib
 import json
 import os
-import shutil
 import struct
+import urllib.error
+import urllib.request
+import uuid
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 class Gateway:
-    def __init__(self, name, data_dir, unhealthy_file, fail_handshake_file):
-        self.name, self.data_dir = name, data_dir
+    def __init__(self, name, data_dir, config_url, unhealthy_file, fail_handshake_file):
+        self.name, self.data_dir, self.config_url = name, data_dir, config_url
         self.unhealthy_file, self.fail_handshake_file = unhealthy_file, fail_handshake_file
-        self.organization = None
+        self.organization, self.state = None, None
 
     async def handle(self, reader, writer):
         try:
@@ -59,30 +65,54 @@ class Gateway:
         return headers.get("connection", "").lower() != "close"
 
     def route(self, method, path, headers, body):
-        if path == "/health":
+        if path == "/collab/ping":
             if self.unhealthy_file and os.path.exists(self.unhealthy_file):
-                return "503 Service Unavailable", {"status": "unhealthy", "gateway": self.name}
-            return "200 OK", {"status": "ok", "gateway": self.name, "organization": self.organization}
-        if path == "/collab/reset" and method == "POST":
-            # The next organization must never see this one's data.
-            self.organization = None
-            if self.data_dir:
-                shutil.rmtree(self.data_dir, ignore_errors=True)
-                os.makedirs(os.path.join(self.data_dir, "projects"), mode=0o700, exist_ok=True)
-            return "200 OK", {"gateway": self.name, "reset": True}
+                return "503 Service Unavailable", {"status": "unhealthy"}
+            return "200 OK", {"status": "ok"}
         if path == "/collab/start" and method == "POST":
-            if self.fail_handshake_file and os.path.exists(self.fail_handshake_file):
-                return "500 Internal Server Error", {"error": "handshake failure injected"}
-            try:
-                request = json.loads(body or b"{}")
-                organization, token = request["organization"], request["handshake_token"]
-            except (ValueError, KeyError, TypeError):
-                return "400 Bad Request", {"error": "organization and handshake_token are required"}
-            if not token:
-                return "400 Bad Request", {"error": "empty handshake token"}
-            self.organization = organization
-            return "200 OK", {"gateway": self.name, "organization": organization, "started": True}
+            return self.start(body)
+        if path == "/standin/state":
+            return "200 OK", {"gateway": self.name, "organization": self.organization, "state": self.state}
         return "200 OK", {"gateway": self.name, "host": headers.get("host"), "path": path}
+
+    def start(self, body):
+        if self.fail_handshake_file and os.path.exists(self.fail_handshake_file):
+            return "500 Internal Server Error", {"error": "handshake failure injected"}
+        try:
+            token = str(uuid.UUID(json.loads(body or b"{}")["tmp_handshake_token"]))
+        except (ValueError, KeyError, TypeError):
+            return "400 Bad Request", {"error": "tmp_handshake_token (a UUID) is required"}
+        if self.organization is not None:
+            return "409 Conflict", {"error": "already serving an organization; restart the gateway to recycle it"}
+        if not self.config_url:
+            return "503 Service Unavailable", {"error": "no platform API configured (--config-url)"}
+        try:
+            request = urllib.request.Request(self.config_url.rstrip("/") + "/gateway/config", method="POST",
+                                             data=json.dumps({"tmp_handshake_token": token}).encode(),
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=5) as response:
+                config = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return "403 Forbidden", {"error": "the platform refused the token: HTTP %d" % exc.code}
+        except (OSError, ValueError) as exc:
+            return "502 Bad Gateway", {"error": "the platform's API did not answer: %s" % exc}
+        self.organization = config["organization_id"]
+        self.state = self._load_state()
+        return "200 OK", {"gateway": self.name, "started": True}
+
+    def _load_state(self):
+        """What the real gateway keeps in memory: the state file (permissions, OAuth and container
+        tokens) and the list of projects, as found in the data directory at the handshake."""
+        if not self.data_dir:
+            return None
+        state = {"projects": sorted(os.listdir(os.path.join(self.data_dir, "projects")))
+                 if os.path.isdir(os.path.join(self.data_dir, "projects")) else []}
+        try:
+            with open(os.path.join(self.data_dir, "state.json")) as handle:
+                state["state_file"] = handle.read()
+        except OSError:
+            state["state_file"] = None
+        return state
 
     async def _websocket(self, reader, writer, headers):
         accept = base64.b64encode(hashlib.sha1((headers["sec-websocket-key"] + WS_GUID).encode()).digest()).decode()
@@ -134,12 +164,14 @@ def main():
     parser.add_argument("--listen", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--unhealthy-file", default=None, help="answer /health with 503 while this file exists")
+    parser.add_argument("--config-url", help="the platform's API, where handshake tokens are exchanged (without it, "
+                        "every handshake fails)")
+    parser.add_argument("--unhealthy-file", default=None, help="answer /collab/ping with 503 while this file exists")
     parser.add_argument("--fail-handshake-file", default=None, help="answer /collab/start with 500 while this file exists")
     args = parser.parse_args()
     if args.data_dir:
         os.makedirs(os.path.join(args.data_dir, "projects"), mode=0o700, exist_ok=True)
-    gateway = Gateway(args.name, args.data_dir, args.unhealthy_file, args.fail_handshake_file)
+    gateway = Gateway(args.name, args.data_dir, args.config_url, args.unhealthy_file, args.fail_handshake_file)
 
     async def serve():
         server = await asyncio.start_server(gateway.handle, args.listen, args.port)

@@ -1,12 +1,11 @@
 import psycopg
 import pytest
 
-from ansible_collections.demiurge.gateway.plugins.module_utils import _journal
-from ansible_collections.demiurge.gateway.plugins.module_utils._errors import DatabaseError, InvalidInputError
-from ansible_collections.demiurge.gateway.plugins.module_utils._module import Call
+from ansible_collections.demiurge.gateway.plugins.module_utils._errors import DatabaseError, LeaseHeldError
+from ansible_collections.demiurge.gateway.plugins.plugin_utils import _journal
 
 JOURNAL = {"login_host": "db", "login_port": 5432, "login_user": "demiurge", "login_db": "demiurge",
-           "allocation_id": "a1", "step": "route", "lease_seconds": 60}
+           "allocation_id": "a1", "step": "route", "lease_seconds": 60, "lease_holder": "run-1"}
 
 
 class Rows:
@@ -22,9 +21,10 @@ class JournalConnection:
     many statements succeed, then the connection breaks as if the server had gone away; with
     `refusal`, every statement fails with it on a live connection."""
 
-    def __init__(self, lost_after=None, refusal=None):
+    def __init__(self, lost_after=None, refusal=None, lease_lost=False):
         self.lost_after, self.refusal, self.broken, self.closed = lost_after, refusal, False, False
-        self.statements, self.states = 0, []
+        self.lease_lost = lease_lost
+        self.statements, self.states, self.hosts, self.details = 0, [], [], []
 
     def execute(self, sql, params):
         if self.refusal:
@@ -34,8 +34,10 @@ class JournalConnection:
             raise psycopg.OperationalError("server closed the connection unexpectedly")
         self.statements += 1
         if sql.startswith("INSERT INTO allocation_steps"):
-            self.states.append(params[2])
-        return Rows(("a1",))
+            self.hosts.append(params[2])
+            self.states.append(params[3])
+            self.details.append(params[4].obj)
+        return Rows(None if self.lease_lost else ("a1",))
 
     def commit(self):
         pass
@@ -47,8 +49,9 @@ class JournalConnection:
         self.closed = True
 
 
-def run_step(monkeypatch, body, *opened):
-    """Run body as a journaled step; each connect() hands out the next of `opened`, or raises it."""
+def run_step(monkeypatch, work, *opened):
+    """Run work() as a journaled step on host edge-1; each connect() hands out the next of
+    `opened`, or raises it. Returns the work's result."""
     queue = list(opened)
 
     def connect(params):
@@ -58,21 +61,33 @@ def run_step(monkeypatch, body, *opened):
         return item
 
     monkeypatch.setattr(_journal, "connect", connect)
-    return _journal.journaled(body)(Call({"journal": JOURNAL}, False, False, None))
+    with _journal.JournaledStep(JOURNAL, "edge-1") as step:
+        result = work()
+        step.finish(result)
+    return result
 
 
-def succeed(call):
+def succeed():
     return {"changed": True}
 
 
-def refuse(call):
-    raise InvalidInputError("nginx -t refused the change")
+def refuse():
+    return {"failed": True, "msg": "nginx -t refused the change", "outcome": "not_applied"}
 
 
-def test_records_of_a_step_share_one_connection(monkeypatch):
+def time_out():
+    return {"failed": True, "msg": "PowerDNS API did not answer PATCH: timed out"}
+
+
+def crash():
+    raise RuntimeError("worker died")
+
+
+def test_records_of_a_step_share_one_connection_and_name_the_host(monkeypatch):
     conn = JournalConnection()
     assert run_step(monkeypatch, succeed, conn) == {"changed": True}
     assert conn.states == ["started", "done"] and conn.closed
+    assert conn.hosts == ["edge-1", "edge-1"]
 
 
 def test_a_connection_lost_during_the_step_is_replaced_for_the_next_record(monkeypatch):
@@ -82,18 +97,25 @@ def test_a_connection_lost_during_the_step_is_replaced_for_the_next_record(monke
     assert lost.closed and fresh.closed
 
 
-def test_a_failed_step_is_recorded_and_its_error_raised(monkeypatch):
+def test_a_step_known_to_have_applied_nothing_is_failed(monkeypatch):
     conn = JournalConnection()
-    with pytest.raises(InvalidInputError, match="nginx -t refused"):
-        run_step(monkeypatch, refuse, conn)
+    assert run_step(monkeypatch, refuse, conn)["failed"]
     assert conn.states == ["started", "failed"] and conn.closed
+    assert conn.details[-1]["error"] == "nginx -t refused the change"
 
 
-def test_the_step_error_wins_when_the_journal_is_gone_too(monkeypatch):
-    lost = JournalConnection(lost_after=2)
-    with pytest.raises(InvalidInputError, match="nginx -t refused"):
-        run_step(monkeypatch, refuse, lost, DatabaseError("Could not connect to PostgreSQL"))
-    assert lost.states == ["started"] and lost.closed
+def test_a_step_whose_outcome_is_unknown_is_not_called_failed(monkeypatch):
+    """A timed-out request may have been applied: the record says unknown, never failed."""
+    conn = JournalConnection()
+    run_step(monkeypatch, time_out, conn)
+    assert conn.states == ["started", "unknown"]
+
+
+def test_an_exception_in_the_work_is_recorded_unknown_and_raised(monkeypatch):
+    conn = JournalConnection()
+    with pytest.raises(RuntimeError, match="worker died"):
+        run_step(monkeypatch, crash, conn)
+    assert conn.states == ["started", "unknown"] and conn.closed
 
 
 def test_a_journal_refusal_on_a_live_connection_is_not_retried(monkeypatch):
@@ -101,3 +123,21 @@ def test_a_journal_refusal_on_a_live_connection_is_not_retried(monkeypatch):
     with pytest.raises(DatabaseError, match="bad state"):
         run_step(monkeypatch, succeed, refusing)
     assert refusing.closed
+
+
+def test_a_run_that_lost_its_lease_does_not_start_the_step(monkeypatch):
+    taken = JournalConnection(lease_lost=True)
+    ran = []
+    with pytest.raises(LeaseHeldError, match="not live under this run's lease"):
+        run_step(monkeypatch, lambda: ran.append(1) or {}, taken)
+    assert ran == [] and taken.closed
+
+
+@pytest.mark.parametrize("result, state", [
+    ({"changed": False}, "done"),
+    ({"failed": True, "outcome": "not_applied"}, "failed"),
+    ({"failed": True}, "unknown"),
+    ({"unreachable": True}, "unknown"),
+])
+def test_outcome(result, state):
+    assert _journal.outcome(result) == state

@@ -1,0 +1,42 @@
+# -*- coding: utf-8 -*-
+# Copyright: Demiurge platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filter demiurge.gateway.failure_cause: what failed, where, and why, in one line."""
+
+from __future__ import annotations
+
+
+def _host(result, default_host):
+    item = result.get("item")
+    return item if isinstance(item, str) else default_host
+
+
+def failure_cause(result, step="", default_host="localhost"):
+    """A task result (a loop's included) as "step 'x' on <host>: <cause>; ..." for every failed
+    item, so a rescue never reports a bare "One or more items failed"."""
+    result = result or {}
+    items = result.get("results")
+    failed = [item for item in items if item.get("failed") or item.get("unreachable")] if items else [result]
+    causes = []
+    for item in failed or [result]:
+        cause = str(item.get("msg") or "no message").strip()
+        if item.get("unreachable"):
+            cause = "host unreachable: %s" % cause
+        causes.append("%s on %s: %s" % ("step '%s'" % step if step else "a step", _host(item, default_host), cause))
+    return "; ".join(causes)
+
+
+def failed_items(results):
+    """"<item label>: <cause>" for every item of a loop that reported a failure, including loops
+    run with failed_when: false so that one item's failure does not stop the others."""
+    found = []
+    for item in (results or {}).get("results", []):
+        if item.get("msg") and (item.get("error") or item.get("failed") or item.get("exception")):
+            label = item.get("_ansible_item_label", item.get("item"))
+            found.append("%s: %s" % (label, str(item["msg"]).strip()))
+    return found
+
+
+class FilterModule:
+    def filters(self):
+        return {"failure_cause": failure_cause, "failed_items": failed_items}

@@ -1,0 +1,111 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Demiurge platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: gateway_recycle
+short_description: Scrub a gateway so it may serve another organization
+version_added: 0.2.0
+description:
+  - A gateway keeps its organization's state in memory and has no reset endpoint, so it is
+    recycled by restarting it with a clean data directory. This module stops the gateway's
+    service, wipes O(data_dir) and checks that it holds nothing, starts the service again, waits
+    for the health check (C(GET) O(health_path) answering 200), and checks once more that the data
+    directory holds no file (empty directories are allowed, as a gateway lays them out on start).
+  - It never fails for the gateway's own faults. RV(verified) says whether the gateway may return
+    to the pool; when it is false, RV(reason) says why, for the quarantine.
+  - Runs on the gateway's host. In the controller process when that is the controller.
+  - In check mode nothing is stopped or wiped, and the gateway is predicted scrubbed.
+extends_documentation_fragment:
+  - demiurge.gateway.attributes
+attributes:
+  diff_mode:
+    support: none
+  idempotent:
+    support: none
+    details: Every call restarts the gateway; that is its purpose.
+options:
+  name:
+    description: The gateway's name, for the messages.
+    type: str
+    required: true
+  api_url:
+    description: Base URL of the gateway's API.
+    type: str
+    required: true
+  data_dir:
+    description: The gateway's data directory on its host.
+    type: path
+    required: true
+  service:
+    description:
+      - How the gateway's service is stopped and started, as its pool metadata records it.
+      - Key C(daemon), the options of M(demiurge.gateway.daemon) (C(name), C(argv), C(pidfile),
+        C(log_file), C(wait_port), ...), for a process that module supervises, as the
+        C(gateway_standin) role registers it.
+      - Key C(systemd_unit), a unit name, for a gateway run by systemd (C(systemctl stop) and C(start)).
+    type: dict
+    required: true
+  health_path:
+    description: The gateway's health check path.
+    type: str
+    default: /collab/ping
+  timeout:
+    description: Seconds to wait for one health check answer.
+    type: float
+    default: 5
+  health_timeout:
+    description: Seconds to wait for the gateway to be healthy after its restart.
+    type: float
+    default: 30
+author:
+  - Demiurge platform team (@demiurge)
+"""
+
+EXAMPLES = r"""
+- name: Recycle the gateway an organization left
+  demiurge.gateway.gateway_recycle:
+    name: "{{ allocation.gateway_name }}"
+    api_url: "{{ allocation.api_url }}"
+    data_dir: "{{ allocation.gateway_metadata.data_dir }}"
+    service: "{{ allocation.gateway_metadata.service }}"
+  register: recycled
+
+- name: Return it to the pool only when it was scrubbed
+  demiurge.gateway.pool_gateway:
+    name: "{{ allocation.gateway_name }}"
+    status: "{{ 'ready' if recycled.verified else 'quarantined' }}"
+    status_reason: "{{ omit if recycled.verified else recycled.reason }}"
+"""
+
+RETURN = r"""
+verified:
+  description: Whether the gateway was restarted with an empty data directory and answers its health check.
+  returned: always
+  type: bool
+  sample: true
+healthy:
+  description: Whether the gateway answered its health check after the restart.
+  returned: always
+  type: bool
+  sample: true
+reason:
+  description: Why the gateway was not scrubbed; null when it was.
+  returned: always
+  type: str
+  sample: "Gateway gw-003 was not scrubbed: it did not answer GET /collab/ping with 200 within 30.0 s after its restart"
+"""
+
+from ansible_collections.demiurge.gateway.plugins.module_utils._gateway_api import GATEWAY_RECYCLE
+from ansible_collections.demiurge.gateway.plugins.module_utils._module import run_module
+
+
+def main():
+    run_module(GATEWAY_RECYCLE)
+
+
+if __name__ == "__main__":
+    main()
