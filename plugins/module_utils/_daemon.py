@@ -227,6 +227,7 @@ class Daemon:
         deadline = time.monotonic() + self.stop_timeout
         try:
             os.kill(pid, self.stop_signal)
+            os.kill(pid, signal.SIGCONT)  # a hung (stopped) process only acts on its signal once continued
             # Identity was checked before signalling; from here on only liveness counts (during exit,
             # /proc/<pid>/exe vanishes before the process has closed its listening sockets, and the
             # main thread of a threaded server can be a zombie while another thread still holds them).

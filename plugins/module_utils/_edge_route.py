@@ -45,6 +45,8 @@ _NGINX_WHERE = re.compile(r" in (/\S+):(\d+)")
 class EdgeError(GatewayError):
     """nginx refused a change, or a reload did not take effect; the previous state is back."""
 
+    outcome = "not_applied"
+
 
 def parse_upstream(upstream):
     """host:port with an IP literal (nginx resolves names in a variable proxy_pass only with a resolver)."""
@@ -226,7 +228,7 @@ class Edge:
     def reload(self):
         pid = self.master_pid()
         if pid is None:
-            raise EdgeError("nginx under %s is not running (no %s)" % (self.root, NGINX_PID_FILE),
+            raise EdgeError("nginx under %s is not running (no %s); the route was not changed" % (self.root, NGINX_PID_FILE),
                             hint="Start it with the demiurge.gateway.edge role")
         os.kill(pid, signal.SIGHUP)
 
@@ -288,8 +290,7 @@ def ensure_route(params, check_mode, run_command, warn):
                     raise InvalidInputError(
                         "Route shard %s holds lines edge_route did not write, which this change would drop: %s"
                         % (path, "; ".join(foreign[:3])),
-                        hint="Move them to a file of your own outside %s/, or set force=true to drop them" % ROUTES_DIR,
-                        outcome="not_applied")
+                        hint="Move them to a file of your own outside %s/, or set force=true to drop them" % ROUTES_DIR)
                 entries = parse_shard(shard_before)
                 current = entries.get(label)
                 if current != wanted:
@@ -331,7 +332,11 @@ def _apply(edge, path, previous, candidate, host, upstream, force, warn):
         warn("Route for %s written but not live: nginx configuration is broken elsewhere: %s" % (host, before))
         return
     old_workers = edge.accepting_workers()
-    edge.reload()
+    try:
+        edge.reload()
+    except EdgeError:
+        _put(path, previous)  # never leave a route on disk that is not live
+        raise
     # Served by a new worker is not enough: until the old workers stop accepting (nginx waits
     # about 100 ms before telling them), a request can still meet the old configuration.
     if not (edge.wait_served(host, upstream) and edge.wait_retired(old_workers)):

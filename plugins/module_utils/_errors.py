@@ -12,7 +12,11 @@ from __future__ import annotations
 
 
 class GatewayError(Exception):
-    """Base of every error the collection reports on purpose."""
+    """Base of every error the collection reports on purpose. `outcome` says whether the work may
+    have been applied anyway ("unknown", the default) or certainly was not ("not_applied"); an
+    instance may say otherwise through its details."""
+
+    outcome = "unknown"
 
     def __init__(self, msg, hint=None, **details):
         super().__init__(msg)
@@ -26,6 +30,8 @@ class GatewayError(Exception):
 
 class InvalidInputError(GatewayError):
     """The caller asked for something malformed; nothing was changed."""
+
+    outcome = "not_applied"
 
 
 class DependencyError(GatewayError):
@@ -46,6 +52,8 @@ class SchemaError(DatabaseError):
 
 class PoolExhaustedError(DatabaseError):
     """No ready gateway is left in the pool."""
+
+    outcome = "not_applied"
 
 
 class PdnsError(GatewayError):
@@ -71,6 +79,8 @@ class PdnsUnreachableError(PdnsError):
 
 class LeaseHeldError(GatewayError):
     """Another run holds the allocation's lease: this run neither runs nor undoes its steps."""
+
+    outcome = "not_applied"
 
 
 class StorageError(GatewayError):

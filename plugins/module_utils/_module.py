@@ -77,6 +77,7 @@ def failure(exc):
     if isinstance(exc, OSError):
         exc = os_error(exc)
     result = {key: value for key, value in exc.details.items() if value is not None}
+    result.setdefault("outcome", exc.outcome)
     result.update(failed=True, msg=str(exc), error=type(exc).__name__, exception=traceback.format_exc())
     return result
 

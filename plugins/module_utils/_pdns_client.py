@@ -81,7 +81,7 @@ class PdnsClient:
         headers = {"X-API-Key": self.api_key, "Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = "application/json"
-        attempt = 0
+        attempt, maybe_applied = 0, False
         while True:
             try:
                 response = open_url(url, method=method, data=data, headers=headers, timeout=self.timeout,
@@ -91,13 +91,24 @@ class PdnsClient:
             except HTTPError as exc:
                 status, text = exc.code, exc.read().decode("utf-8", "replace")
                 if status < 500 or attempt >= self.retries:
-                    raise self._http_error(method, url, status, text)
+                    error = self._http_error(method, url, status, text)
+                    # PowerDNS answered with an error: it applied nothing, unless an earlier attempt may have.
+                    error.details["outcome"] = "unknown" if maybe_applied else "not_applied"
+                    raise error
             except (URLError, socket.timeout, ConnectionError) as exc:
+                reason = getattr(exc, "reason", exc)
+                # Refused: nothing reached PowerDNS. A timeout or a connection lost after sending may
+                # have been applied (PowerDNS applies a PATCH it received while stopped once it resumes).
+                sent = not isinstance(reason, ConnectionRefusedError)
+                maybe_applied = maybe_applied or (sent and method != "GET")
                 if attempt >= self.retries:
                     raise PdnsUnreachableError(
-                        "PowerDNS API at %s did not answer %s %s after %d attempts: %s"
-                        % (self.api_url, method, path, attempt + 1, getattr(exc, "reason", exc)),
+                        "PowerDNS API at %s did not answer %s %s after %d attempts: %s%s"
+                        % (self.api_url, method, path, attempt + 1, reason,
+                           "" if method == "GET" else
+                           ("; the change may still be applied" if maybe_applied else "; nothing was sent")),
                         hint="Check api_url and that pdns_server runs with webserver=yes and api=yes",
+                        outcome="unknown" if maybe_applied else "not_applied",
                     )
             # Jittered: writers that collided (SQLite answers 500 "database is locked") must not
             # retry at the same instants and collide again.

@@ -158,8 +158,11 @@ def ensure_rrsets(client, params, check_mode):
         try:
             client.request("PATCH", client.zone_path(zone), {"rrsets": changes})
         except PdnsError as exc:
-            exc.msg = "Changing %s in zone %s failed, nothing was written: %s" % (
-                ", ".join(c["name"] for c in changes), zone, exc.msg)
+            # The PATCH is atomic: a refusal wrote nothing, but a timeout may still be applied.
+            applied = exc.details.get("outcome", exc.outcome) != "not_applied"
+            exc.msg = "Changing %s in zone %s failed, %s: %s" % (
+                ", ".join(c["name"] for c in changes), zone,
+                "whether it was written is unknown" if applied else "nothing was written", exc.msg)
             raise
     return {
         "changed": bool(changes),

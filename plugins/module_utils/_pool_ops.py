@@ -75,8 +75,7 @@ class Transaction:
         if exc_type is not None and issubclass(exc_type, psycopg.Error):
             if getattr(exc, "sqlstate", None) == POOL_EXHAUSTED_SQLSTATE:
                 raise PoolExhaustedError("Pool exhausted on %s: no ready gateway is available" % describe(self.params),
-                                         hint="Register more gateways, or release organizations that no longer need one",
-                                         outcome="not_applied")
+                                         hint="Register more gateways, or release organizations that no longer need one")
             if committing and self.conn.broken:
                 # The server may have committed before the connection went away.
                 raise DatabaseError("The connection to pool database %s was lost while committing; whether the change "
@@ -120,8 +119,7 @@ def ensure_gateway(call):
             if not health(url, params["health_path"], params["health_timeout"]):
                 raise InvalidInputError("Gateway %s does not answer GET %s%s with 200; it is not put in service"
                                         % (params["name"], url, params["health_path"]),
-                                        hint="Start the gateway (or fix api_url and health_path), then run again",
-                                        outcome="not_applied")
+                                        hint="Start the gateway (or fix api_url and health_path), then run again")
         if before is None:
             conn.execute("CALL proc_gateway_new(%s, %s, %s, %s::jsonb)", (
                 params["name"], params["api_url"], params["nginx_upstream"], psycopg.types.json.Jsonb(params["metadata"] or {})))
@@ -391,6 +389,17 @@ def _finish(call, organization, holder):
     return dict(_result(True, after, before, holder), diff={"before": _summary(before), "after": {}})
 
 
+def _unlease(call, organization, holder):
+    """A run that stops without finishing gives its lease up, so the next run (or reconcile.yml)
+    takes over at once instead of after the lease's time."""
+    with Transaction(call.params, call.check_mode) as conn:
+        row = conn.execute("UPDATE organizations_gateways SET lease_expires_at = now() WHERE organization_id = %s "
+                           "AND stopped_at IS NULL AND status IN ('allocating', 'releasing') AND lease_holder = %s "
+                           "RETURNING id", (organization, holder)).fetchone()
+        after = live_allocation(conn, organization)
+    return _result(row is not None, after, after, holder)
+
+
 def ensure_allocation(call):
     params = call.params
     organization = organization_id(params["organization"])
@@ -402,6 +411,8 @@ def ensure_allocation(call):
         return _activate(call, organization, holder)
     if state in ("releasing", "leased"):
         return _take_lease(call, organization, holder, state)
+    if state == "unleased":
+        return _unlease(call, organization, holder)
     return _finish(call, organization, holder)
 
 
@@ -415,7 +426,8 @@ def allocation_argument_spec():
     spec = pool_db_argument_spec()
     spec.update(
         organization={"type": "str", "required": True},
-        state={"type": "str", "default": "present", "choices": ["present", "active", "releasing", "leased", "absent"]},
+        state={"type": "str", "default": "present",
+               "choices": ["present", "active", "releasing", "leased", "unleased", "absent"]},
         lease_seconds={"type": "int", "default": 600},
         lease_holder={"type": "str"},
         allocation_id={"type": "str"},
@@ -428,7 +440,8 @@ def allocation_argument_spec():
 
 
 POOL_ALLOCATION = ModuleDef(allocation_argument_spec, ensure_allocation,
-                            required_if=[("gateway_status", "quarantined", ["gateway_reason"])])
+                            required_if=[("gateway_status", "quarantined", ["gateway_reason"]),
+                                         ("state", "unleased", ["lease_holder"])])
 
 
 def store_handshake_token(params, allocation_id, holder, token):
@@ -440,8 +453,7 @@ def store_handshake_token(params, allocation_id, holder, token):
                            (token, allocation_id, holder)).fetchone()
     if row is None:
         raise LeaseHeldError("Allocation %s is no longer in progress under this run's lease" % allocation_id,
-                             hint="Another run or reconcile.yml took it over; nothing was sent to the gateway",
-                             outcome="not_applied")
+                             hint="Another run or reconcile.yml took it over; nothing was sent to the gateway")
 
 
 # --- pool_allocation_step -------------------------------------------------------------------
@@ -458,8 +470,7 @@ def write_step(params, state, detail=None, conn=None):
             (params["lease_seconds"], params["allocation_id"], params.get("lease_holder"), params.get("lease_holder"))).fetchone()
         if live is None:
             raise LeaseHeldError("Allocation %s is not live under this run's lease" % params["allocation_id"],
-                                 hint="It ended, or another run (reconcile.yml) took it over; this run stops here",
-                                 outcome="not_applied")
+                                 hint="It ended, or another run (reconcile.yml) took it over; this run stops here")
         conn.execute(
             "INSERT INTO allocation_steps (allocation_id, step, host, state, detail) VALUES (%s, %s, %s, %s, %s) "
             "ON CONFLICT (allocation_id, step, host) DO UPDATE SET state = EXCLUDED.state, "

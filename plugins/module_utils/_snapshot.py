@@ -38,6 +38,8 @@ _CHUNK = 1 << 20
 class SnapshotError(GatewayError):
     """A snapshot is missing, corrupt, or may not be written; nothing was changed."""
 
+    outcome = "not_applied"
+
 
 def _fsync_dir(path):
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -247,7 +249,7 @@ def restore_snapshot(data_dir, storage, organization, snapshot_id, check_mode):
         raise SnapshotError("Snapshot %s of organization %s has a damaged manifest (checksum mismatch); nothing was restored"
                             % (chosen["id"], organization),
                             hint="Repair it, or restore an older one on purpose with the snapshot option "
-                            "(gateway_snapshot_info lists them)", outcome="not_applied")
+                            "(gateway_snapshot_info lists them)")
     if check_mode:
         return chosen
     parent = os.path.dirname(os.path.abspath(data_dir))

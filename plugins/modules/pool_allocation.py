@@ -25,6 +25,8 @@ description:
     expired) is taken over and resumed; one another live run holds is waited for like an allocation.
   - V(leased) takes over the lease of an allocation or release whose run died, for repair
     (RV(held) says whether this run holds it now).
+  - V(unleased) gives up the lease O(lease_holder) holds, for a run that stops without finishing,
+    so that the next run or the reconcile playbook takes over at once.
   - V(absent) ends the allocation (C(proc_organizations_gateways_stop)) and, in the same transaction,
     sets its gateway to O(gateway_status). Only the lease holder may. An organization without a
     gateway is a no-op.
@@ -42,14 +44,14 @@ options:
   state:
     description: Wanted state of the organization's allocation.
     type: str
-    choices: [present, active, releasing, leased, absent]
+    choices: [present, active, releasing, leased, unleased, absent]
     default: present
   lease_seconds:
     description: Lease of an allocation or release in progress, from now.
     type: int
     default: 600
   lease_holder:
-    description: This run's lease holder id; a new one is made when omitted.
+    description: This run's lease holder id; a new one is made when omitted. Required for V(unleased).
     type: str
   allocation_id:
     description: The allocation this run claimed, for V(active) in check mode.

@@ -13,12 +13,32 @@ from psycopg import sql
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_schema import ensure_schema
 
+import invariants
+
+
+def pytest_configure(config):
+    # Under CI a missing environment is a failure: a system suite that skips itself proves nothing.
+    if os.environ.get("CI") and not os.environ.get("DEMIURGE_TEST_ENV"):
+        raise pytest.UsageError("DEMIURGE_TEST_ENV is not set under CI: run the system tests through scripts/test.sh")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not os.environ.get("DEMIURGE_TEST_ENV"):
+        skip = pytest.mark.skip(reason="DEMIURGE_TEST_ENV is not set: run the suite through scripts/test.sh")
+        for item in items:
+            item.add_marker(skip)
+
 
 def _env(name, default=None):
-    value = os.environ.get("DEMIURGE_TEST_" + name, default)
-    if value is None:
-        pytest.skip("DEMIURGE_TEST_%s is not set: run the suite through scripts/test.sh" % name)
-    return value
+    return os.environ.get("DEMIURGE_TEST_" + name, default)
+
+
+@pytest.fixture
+def invariants_hold():
+    """After a life-cycle test: the promises of the life cycle hold on the real services."""
+    yield
+    violations = invariants.check(settled=True)
+    assert not violations, "life-cycle invariants broken:\n" + "\n".join(violations)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,328 @@
+"""The life cycle under kills and hangs, on the test stack's real services.
+
+Kill matrices: allocate.yml, release.yml and a rollback are killed, whole process tree, at the start
+of every task and at offsets inside it; reconcile.yml then runs twice (the second changes nothing)
+and every invariant holds (tests/system/invariants.py). Faults as hangs: a stopped (SIGSTOP)
+PowerDNS, gateway, nginx or PostgreSQL, and central storage that is full or read-only.
+"""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+import invariants
+from invariants import db
+from lifecycle import ENV, live, run, run_and_kill, wait_leases_expired
+
+from ansible_collections.demiurge.gateway.plugins.module_utils._paths import state_path
+from ansible_collections.demiurge.gateway.plugins.module_utils._snapshot import list_snapshots
+
+pytestmark = pytest.mark.usefixtures("invariants_hold")
+
+ALLOCATE_TASKS = ["Claim a ready gateway", "Publish the organization's names", "Route the organization on every edge",
+                  "Restore the organization's data", "Hand the gateway to the organization", "Mark the allocation active",
+                  "Publish the result for AWX"]
+RELEASE_TASKS = ["Mark the release in progress", "Push the organization's data", "Withdraw the organization's names",
+                 "Remove the routes from every edge", "Recycle the gateway", "End the allocation"]
+ROLLBACK_TASKS = ["Read this run's journal", "Withdraw the organization's names", "Remove the routes from every edge",
+                  "Recycle the gateway", "End the allocation"]
+OFFSETS = [0, 0.05, 0.2]
+PROJECTS = ["p-1", "p-2"]
+
+
+def reconcile_twice():
+    """Reconcile once the killed run's lease has expired; a second reconcile finds nothing to do."""
+    wait_leases_expired()
+    rc, dummy, out = run("reconcile")
+    assert rc == 0, out[-3000:]
+    rc, dummy, out = run("reconcile")
+    assert rc == 0 and "changed=0" in out, out[-3000:]
+
+
+def gateway_data_dir(organization):
+    with db() as conn:
+        return conn.execute("SELECT g.metadata->>'data_dir' FROM organizations_gateways og JOIN gateways g "
+                            "ON g.id = og.gateway_id WHERE og.organization_id = %s AND og.stopped_at IS NULL",
+                            (str(organization),)).fetchone()[0]
+
+
+def write_projects(data_dir):
+    for project in PROJECTS:
+        folder = Path(data_dir) / "projects" / project
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "doc.yjs").write_bytes(os.urandom(4096))
+    (Path(data_dir) / "state.json").write_text('{"oauth": {"tokens": ["secret-of-%s"]}}' % Path(data_dir).parent.name)
+
+
+def newest_projects(organization):
+    snapshots = [m for m in list_snapshots(state_path(ENV, "org-data"), str(organization)) if m["intact"]]
+    return set(snapshots[0]["projects"]) if snapshots else set()
+
+
+@pytest.fixture(scope="module")
+def data_org():
+    """An organization with data in central storage, released between the tests that use it."""
+    organization = uuid.uuid4()
+    assert run("allocate", organization)[0] == 0
+    write_projects(gateway_data_dir(organization))
+    assert run("release", organization)[0] == 0
+    assert newest_projects(organization) == set(PROJECTS)
+    return organization
+
+
+def settle(organization):
+    """After reconcile: the organization is either fully served or fully gone; release it."""
+    row = live(organization)
+    if row is not None:
+        assert row[2] == "active"
+        rc, dummy, out = run("release", organization)
+        assert rc == 0, out[-3000:]
+    assert live(organization) is None
+    assert newest_projects(organization) == set(PROJECTS), "no project lost"
+
+
+@pytest.mark.parametrize("offset", OFFSETS)
+@pytest.mark.parametrize("task", ALLOCATE_TASKS)
+def test_allocate_killed_anywhere_is_repaired(data_org, task, offset):
+    rc, out = run_and_kill("allocate", task, offset, data_org, allocation_lease_seconds=1)
+    assert rc in (0, -signal.SIGKILL), out[-3000:]
+    reconcile_twice()
+    assert not invariants.check(settled=True)
+    settle(data_org)
+
+
+@pytest.mark.parametrize("offset", OFFSETS)
+@pytest.mark.parametrize("task", RELEASE_TASKS)
+def test_release_killed_anywhere_is_repaired(data_org, task, offset):
+    assert run("allocate", data_org)[0] == 0
+    rc, out = run_and_kill("release", task, offset, data_org, allocation_lease_seconds=1)
+    assert rc in (0, -signal.SIGKILL), out[-3000:]
+    reconcile_twice()
+    assert live(data_org) is None, "reconcile finished the release"
+    assert newest_projects(data_org) == set(PROJECTS), "the release's snapshot holds every project"
+
+
+@contextmanager
+def failing_handshakes():
+    flags = [Path(state_path(ENV, "gateways", "gw-%03d" % n, "fail-handshake"))
+             for n in range(1, int(os.environ["DEMIURGE_TEST_GATEWAYS"]) + 1)]
+    for flag in flags:
+        flag.write_text("injected\n")
+    try:
+        yield
+    finally:
+        for flag in flags:
+            flag.unlink()
+
+
+@pytest.mark.parametrize("offset", [0, 0.1])
+@pytest.mark.parametrize("task", ROLLBACK_TASKS)
+def test_rollback_killed_anywhere_is_repaired(data_org, task, offset):
+    with failing_handshakes():
+        rc, out = run_and_kill("allocate", task, offset, data_org, allocation_lease_seconds=1)
+    assert rc in (2, -signal.SIGKILL), out[-3000:]
+    reconcile_twice()
+    assert live(data_org) is None
+
+
+# --- faults as hangs -------------------------------------------------------------------------
+
+def pid_of(name):
+    return int(Path(state_path(ENV, "run", name)).read_text().split()[0])
+
+
+@contextmanager
+def stopped(*pids):
+    """SIGSTOP: the process hangs, its sockets keep accepting (the kernel queues connections)."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+
+
+def ready_gateway_pids():
+    with db() as conn:
+        names = [row[0] for row in conn.execute("SELECT name FROM gateways WHERE status = 'ready'").fetchall()]
+    return [pid_of(name + ".pid") for name in names]
+
+
+class HeldWrites:
+    """A TCP hop in front of the PowerDNS API: reads pass through, a write (PATCH) gets no answer
+    until its client has given up, and only then reaches PowerDNS, which applies it. This is what
+    a PowerDNS that hung and resumed does to a request it had already received."""
+
+    def __init__(self, upstream_port):
+        self.upstream_port = upstream_port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.held = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                client, dummy = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(client,), daemon=True).start()
+
+    def _one(self, client):
+        with client:
+            request = self._read_request(client)
+            if request.startswith(b"PATCH"):
+                while client.recv(4096):  # until the client gives up and closes
+                    pass
+                self.held.append(request)
+                self._forward(request)
+                return
+            client.sendall(self._forward(request))
+
+    @staticmethod
+    def _read_request(sock):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+        head, dummy, body = data.partition(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1)) if b"ontent-" in head else 0
+        while len(body) < length:
+            body += sock.recv(65536)
+        return head.replace(b"Connection: keep-alive", b"Connection: close") + b"\r\n\r\n" + body
+
+    def _forward(self, request):
+        with socket.create_connection(("127.0.0.1", self.upstream_port)) as upstream:
+            upstream.sendall(request)
+            answer = b""
+            while True:
+                chunk = upstream.recv(65536)
+                if not chunk:
+                    return answer
+                answer += chunk
+
+    def close(self):
+        self.server.close()
+
+
+def test_a_dns_write_that_timed_out_and_was_applied_later_is_undone():
+    """The PATCH times out, PowerDNS applies it afterwards: the step is journaled unknown (never
+    "nothing was written"), and reconcile removes the records it left."""
+    organization = uuid.uuid4()
+    hop = HeldWrites(int(os.environ["DEMIURGE_TEST_PDNS_API_URL"].rsplit(":", 1)[1]))
+    try:
+        api = {"api_url": "http://127.0.0.1:%d" % hop.port, "api_key": os.environ["DEMIURGE_TEST_PDNS_API_KEY"],
+               "timeout": 1, "retries": 0}
+        rc, dummy, out = run("allocate", organization, demiurge_pdns_api=api)
+    finally:
+        hop.close()
+    assert rc != 0 and "step 'dns'" in out and "may still be applied" in out, out[-3000:]
+    assert "nothing was written" not in out and "nothing was sent" not in out
+    assert hop.held, "the write reached PowerDNS after its client gave up"
+    reconcile_twice()
+    assert live(organization) is None
+
+
+def test_powerdns_hanging_fails_the_allocation_and_reconcile_repairs_it():
+    organization = uuid.uuid4()
+    api = {"api_url": os.environ["DEMIURGE_TEST_PDNS_API_URL"], "api_key": os.environ["DEMIURGE_TEST_PDNS_API_KEY"],
+           "timeout": 1, "retries": 0}
+    with stopped(pid_of("pdns.pid")):
+        rc, dummy, out = run("allocate", organization, demiurge_pdns_api=api)
+    assert rc != 0 and "step 'dns'" in out and "did not answer" in out, out[-3000:]
+    reconcile_twice()
+    assert live(organization) is None
+
+
+def test_a_hanging_gateway_is_recycled_and_the_allocation_rolled_back():
+    organization = uuid.uuid4()
+    with stopped(*ready_gateway_pids()):
+        rc, dummy, out = run("allocate", organization, allocation_gateway_timeout=1)
+    assert rc != 0 and "step 'handshake'" in out and "did not answer" in out and "was rolled back" in out, out[-3000:]
+    assert live(organization) is None
+    with db() as conn:
+        assert conn.execute("SELECT count(*) FROM gateways WHERE status NOT IN ('ready', 'allocated')").fetchone()[0] == 0
+
+
+def test_nginx_hanging_during_the_route_step_leaves_the_previous_routes():
+    organization = uuid.uuid4()
+    with stopped(pid_of("edge-nginx.pid")):
+        rc, dummy, out = run("allocate", organization, allocation_edge_reload_timeout=1)
+    assert rc != 0 and "step 'route'" in out and "did not serve the new route" in out, out[-3000:]
+    reconcile_twice()
+    assert live(organization) is None
+
+
+def test_postgresql_hanging_fails_the_claim_and_changes_nothing():
+    organization = uuid.uuid4()
+    pool_db = {"login_port": int(os.environ["DEMIURGE_TEST_PG_PORT"]), "login_password": os.environ["DEMIURGE_TEST_PG_PASSWORD"],
+               "connect_timeout": 2}
+    with stopped(pid_of("pool-db.pid")):
+        rc, dummy, out = run("allocate", organization, demiurge_pool_db=pool_db)
+    assert rc != 0 and "step 'claim'" in out and "Could not connect to PostgreSQL" in out, out[-3000:]
+    assert "this run changed nothing" in out
+    assert live(organization) is None
+
+
+@contextmanager
+def small_storage(size):
+    """Central storage on a tmpfs of its own, so it can be filled and made read-only."""
+    mount = Path(state_path(ENV, "fault-storage"))
+    mount.mkdir(exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0700" % size, "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.mark.parametrize("fault", ["full", "read-only"])
+def test_storage_full_or_read_only_stops_the_release_and_loses_nothing(fault):
+    organization = uuid.uuid4()
+    with small_storage("256k") as storage:
+        assert run("allocate", organization, allocation_storage_dir=str(storage))[0] == 0
+        data_dir = gateway_data_dir(organization)
+        write_projects(data_dir)
+        if fault == "full":
+            (Path(data_dir) / "projects" / "p-1" / "big.bin").write_bytes(os.urandom(512 * 1024))
+        else:
+            subprocess.run(["mount", "-o", "remount,ro", str(storage)], check=True)
+        rc, dummy, out = run("release", organization, allocation_storage_dir=str(storage))
+        expected = "The file system is full" if fault == "full" else "The file system is read-only"
+        assert rc != 0 and "step 'snapshot'" in out and expected in out and "Nothing was withdrawn" in out, out[-3000:]
+        assert live(organization)[2] == "releasing"
+        assert invariants.check(settled=False) == []
+        subprocess.run(["mount", "-o", "remount,rw,size=4m", str(storage)], check=True)
+        rc, dummy, out = run("release", organization, allocation_storage_dir=str(storage))
+        assert rc == 0, out[-3000:]
+        snapshots = list_snapshots(str(storage), str(organization))
+        assert snapshots and set(snapshots[0]["projects"]) == set(PROJECTS)
+    assert live(organization) is None
+
+
+def test_check_mode_predicts_and_changes_nothing():
+    organization = uuid.uuid4()
+    rc, dummy, out = run("allocate", organization, check=True)
+    assert rc == 0 and "changed=" in out and "failed=0" in out, out[-3000:]
+    assert live(organization) is None
+    assert "org-%s" % organization in out, "the diff shows the predicted names"
+    assert run("allocate", organization)[0] == 0
+    rc, dummy, out = run("release", organization, check=True)
+    assert rc == 0 and "failed=0" in out, out[-3000:]
+    assert live(organization)[2] == "active"
+    assert run("release", organization)[0] == 0
+
+
+@pytest.mark.parametrize("value", [" 0b5e9b7c-1a2b-4c3d-8e9f-001122334455", "0b5e9b7c-1a2b-4c3d-8e9f-001122334455\n"])
+def test_an_organization_id_with_white_space_is_refused(value):
+    rc, dummy, out = run("allocate", value)
+    assert rc != 0 and "is not a UUID" in out, out[-3000:]
+    assert live("0b5e9b7c-1a2b-4c3d-8e9f-001122334455") is None
