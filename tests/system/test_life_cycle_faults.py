@@ -26,6 +26,7 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._paths import sta
 from ansible_collections.demiurge.gateway.plugins.module_utils._snapshot import list_snapshots
 
 pytestmark = pytest.mark.usefixtures("invariants_hold")
+kill_matrix = pytest.mark.kill_matrix
 
 ALLOCATE_TASKS = ["Claim a ready gateway", "Publish the organization's names", "Route the organization on every edge",
                   "Restore the organization's data", "Hand the gateway to the organization", "Mark the allocation active",
@@ -34,7 +35,7 @@ RELEASE_TASKS = ["Mark the release in progress", "Push the organization's data",
                  "Remove the routes from every edge", "Recycle the gateway", "End the allocation"]
 ROLLBACK_TASKS = ["Read this run's journal", "Withdraw the organization's names", "Remove the routes from every edge",
                   "Recycle the gateway", "End the allocation"]
-OFFSETS = [0, 0.05, 0.2]
+OFFSETS = [0, 0.03, 0.1]
 PROJECTS = ["p-1", "p-2"]
 
 
@@ -89,6 +90,7 @@ def settle(organization):
     assert newest_projects(organization) == set(PROJECTS), "no project lost"
 
 
+@kill_matrix
 @pytest.mark.parametrize("offset", OFFSETS)
 @pytest.mark.parametrize("task", ALLOCATE_TASKS)
 def test_allocate_killed_anywhere_is_repaired(data_org, task, offset):
@@ -99,6 +101,7 @@ def test_allocate_killed_anywhere_is_repaired(data_org, task, offset):
     settle(data_org)
 
 
+@kill_matrix
 @pytest.mark.parametrize("offset", OFFSETS)
 @pytest.mark.parametrize("task", RELEASE_TASKS)
 def test_release_killed_anywhere_is_repaired(data_org, task, offset):
@@ -123,6 +126,7 @@ def failing_handshakes():
             flag.unlink()
 
 
+@kill_matrix
 @pytest.mark.parametrize("offset", [0, 0.1])
 @pytest.mark.parametrize("task", ROLLBACK_TASKS)
 def test_rollback_killed_anywhere_is_repaired(data_org, task, offset):

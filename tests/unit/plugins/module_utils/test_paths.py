@@ -21,7 +21,8 @@ def test_state_path_joins_parts_under_the_environment():
     assert state_path("dev-001", "nginx", "routes/a.conf", environ=env) == "/srv/dev/dev-001/nginx/routes/a.conf"
 
 
-@pytest.mark.parametrize("name", ["", "a/b", "..", "a..b", " dev", "dev 1", "dev\t1", "-dev", ".hidden", None, 7, "x" * 64])
+@pytest.mark.parametrize("name", ["", "a/b", "..", "a..b", " dev", "dev 1", "dev\t1", "-dev", ".hidden", None, 7, "x" * 64,
+                                  "dev-001\n", "dev-001 "])
 def test_bad_environment_names_are_refused(name):
     with pytest.raises(InvalidInputError, match="Invalid environment name"):
         validate_env_name(name)

@@ -67,3 +67,12 @@ def test_broken_connection_is_not_rolled_back_and_the_error_is_mapped():
         with Transaction(PARAMS, False, conn):
             raise psycopg.OperationalError("server closed the connection unexpectedly")
     assert conn.calls == []
+
+
+def test_a_commit_lost_with_the_connection_is_an_unknown_outcome():
+    conn = ScriptedConnection(commit_error=psycopg.OperationalError("server closed the connection unexpectedly"))
+    conn.broken = True
+    with pytest.raises(DatabaseError, match="whether the change was written is unknown") as raised:
+        with Transaction(PARAMS, False, conn):
+            pass
+    assert raised.value.outcome == "unknown"

@@ -155,3 +155,42 @@ def test_check_mode_writes_nothing(tmp_path, storage):
 
 def test_no_snapshot_yet_restores_nothing(tmp_path, storage):
     assert restore_snapshot(str(tmp_path / "gw"), storage, ORG, None, False) is None
+
+
+def test_matches_compares_content_not_only_names_and_sizes(tmp_path, storage):
+    data = gateway_data(tmp_path / "gw-a")
+    manifest, dummy, dummy2 = push(data, storage)
+    assert matches(str(data), manifest)
+    doc = data / "projects" / "p-1" / "doc.yjs"
+    content = bytearray(doc.read_bytes())
+    content[0] ^= 0xFF
+    doc.write_bytes(bytes(content))
+    assert not matches(str(data), manifest), "same names and sizes, other bytes"
+
+
+def test_file_modes_are_recorded_and_restored(tmp_path, storage):
+    data = gateway_data(tmp_path / "gw-a")
+    (data / "state.json").chmod(0o640)
+    (data / "projects" / "p-1" / "doc.yjs").chmod(0o604)
+    manifest, dummy, dummy2 = push(data, storage)
+    assert manifest["files"]["state.json"]["mode"] == "0640"
+    target = tmp_path / "gw-b"
+    restore_snapshot(str(target), storage, ORG, None, False)
+    assert stat.S_IMODE((target / "state.json").stat().st_mode) == 0o640
+    assert stat.S_IMODE((target / "projects" / "p-1" / "doc.yjs").stat().st_mode) == 0o604
+
+
+def test_a_damaged_newest_snapshot_is_refused_not_skipped(tmp_path, storage):
+    push(gateway_data(tmp_path / "gw-a", projects=("p-1",)), storage, allocation="alloc-1")
+    push(gateway_data(tmp_path / "gw-a", projects=("p-1", "p-2")), storage, allocation="alloc-2")
+    newest = list_snapshots(storage, ORG)[0]
+    manifest_path = os.path.join(newest["path"], "manifest.json")
+    manifest = json.load(open(manifest_path))
+    manifest["projects"] = ["p-1", "p-2", "p-3"]
+    json.dump(manifest, open(manifest_path, "w"))
+    target = tmp_path / "gw-b"
+    with pytest.raises(SnapshotError, match="damaged manifest.*nothing was restored"):
+        restore_snapshot(str(target), storage, ORG, None, False)
+    assert not target.exists()
+    older = list_snapshots(storage, ORG)[1]
+    assert restore_snapshot(str(target), storage, ORG, older["id"], False)["id"] == older["id"], "on purpose, by id"

@@ -1,0 +1,20 @@
+from ansible_collections.demiurge.gateway.plugins.filter.failure_cause import failed_items, failure_cause
+
+
+def test_a_loop_names_each_failed_host_and_its_cause():
+    result = {"failed": True, "msg": "One or more items failed", "results": [
+        {"item": "edge-1", "changed": True},
+        {"item": "edge-2", "failed": True, "msg": "nginx rejected the route"},
+        {"item": "edge-3", "unreachable": True, "msg": "ssh: connection refused"}]}
+    assert failure_cause(result, "route") == ("step 'route' on edge-2: nginx rejected the route; "
+                                              "step 'route' on edge-3: host unreachable: ssh: connection refused")
+
+
+def test_a_plain_task_names_the_controller():
+    assert failure_cause({"failed": True, "msg": "Pool exhausted"}, "claim") == "step 'claim' on localhost: Pool exhausted"
+
+
+def test_failed_items_include_loops_run_with_failed_when_false():
+    results = {"results": [{"_ansible_item_label": "org-a", "failed": False, "changed": False},
+                           {"_ansible_item_label": "org-b", "failed": False, "error": "SnapshotError", "msg": "disk full"}]}
+    assert failed_items(results) == ["org-b: disk full"]

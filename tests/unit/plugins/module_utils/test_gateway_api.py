@@ -1,0 +1,166 @@
+"""The gateway's contract as the collection uses it: handshake and recycle, with HTTP and the
+service scripted, the data directory real."""
+
+import io
+import json
+import socket
+import uuid
+
+import pytest
+from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
+
+from ansible_collections.demiurge.gateway.plugins.module_utils import _gateway_api, _pool_ops
+from ansible_collections.demiurge.gateway.plugins.module_utils._gateway_api import GatewayApiError, handshake, recycle, wipe
+from ansible_collections.demiurge.gateway.plugins.module_utils._module import Call, failure
+
+ORG = "0b5e9b7c-1a2b-4c3d-8e9f-001122334455"
+
+
+class Gateway:
+    """open_url for one gateway: each call is recorded; `answers` maps a path to a status, or an
+    exception to raise."""
+
+    def __init__(self, answers):
+        self.answers, self.calls = answers, []
+
+    def __call__(self, url, method=None, data=None, headers=None, timeout=None, **kwargs):
+        path = url.split("//", 1)[1].split("/", 1)[1]
+        self.calls.append((method, "/" + path, json.loads(data) if data else None))
+        answer = self.answers["/" + path]
+        if isinstance(answer, Exception):
+            raise answer
+        if answer >= 400:
+            raise HTTPError(url, answer, "error", {}, io.BytesIO(b'{"error": "no"}'))
+        response = io.BytesIO(b"{}")
+        response.getcode = lambda: answer
+        return response
+
+
+def session_call(check_mode=False):
+    return Call({"api_url": "http://10.0.0.5:21001", "organization": ORG.upper(), "allocation_id": "a1",
+                 "lease_holder": "run-1", "timeout": 1.0}, check_mode, False, None)
+
+
+@pytest.fixture
+def tokens(monkeypatch):
+    stored = []
+    monkeypatch.setattr(_pool_ops, "store_handshake_token", lambda params, allocation, holder, token: stored.append(
+        (allocation, holder, token)))
+    return stored
+
+
+def test_the_handshake_stores_a_token_then_presents_it(monkeypatch, tokens):
+    gateway = Gateway({"/collab/start": 200})
+    monkeypatch.setattr(_gateway_api, "open_url", gateway)
+    result = handshake(session_call())
+    assert result["changed"] and result["organization"] == ORG
+    (allocation, holder, token), = tokens
+    assert (allocation, holder) == ("a1", "run-1") and str(uuid.UUID(token)) == token
+    assert gateway.calls == [("POST", "/collab/start", {"tmp_handshake_token": token})], "the token alone, never the org"
+
+
+def test_a_refused_handshake_says_nothing_was_applied(monkeypatch, tokens):
+    monkeypatch.setattr(_gateway_api, "open_url", Gateway({"/collab/start": URLError(ConnectionRefusedError(111, "refused"))}))
+    with pytest.raises(GatewayApiError, match="refused POST /collab/start") as raised:
+        handshake(session_call())
+    assert failure(raised.value)["outcome"] == "not_applied"
+
+
+def test_a_timed_out_handshake_is_an_unknown_outcome(monkeypatch, tokens):
+    monkeypatch.setattr(_gateway_api, "open_url", Gateway({"/collab/start": URLError(socket.timeout("timed out"))}))
+    with pytest.raises(GatewayApiError, match="did not answer") as raised:
+        handshake(session_call())
+    assert failure(raised.value)["outcome"] == "unknown"
+
+
+def test_a_handshake_the_gateway_refuses_names_the_status(monkeypatch, tokens):
+    monkeypatch.setattr(_gateway_api, "open_url", Gateway({"/collab/start": 500}))
+    with pytest.raises(GatewayApiError, match="refused the handshake for organization %s: HTTP 500" % ORG):
+        handshake(session_call())
+
+
+def test_check_mode_neither_stores_nor_sends(monkeypatch, tokens):
+    gateway = Gateway({})
+    monkeypatch.setattr(_gateway_api, "open_url", gateway)
+    assert handshake(session_call(check_mode=True))["changed"]
+    assert tokens == [] and gateway.calls == []
+
+
+class Service:
+    """The gateway's service, scripted: records stop and start; a start can write into the data
+    directory (a gateway that restores state on its own) or fail."""
+
+    events = []
+
+    def __init__(self, spec, run_command):
+        self.spec = spec
+
+    def stop(self):
+        Service.events.append("stop")
+
+    def start(self):
+        Service.events.append("start")
+        if self.spec.get("writes_on_start"):
+            with open(self.spec["writes_on_start"], "w") as handle:
+                handle.write("{}")
+        if self.spec.get("fails"):
+            raise GatewayApiError("exec failed")
+
+
+def recycle_call(data_dir, service=None):
+    return Call({"name": "gw-1", "api_url": "http://10.0.0.5:21001", "data_dir": str(data_dir),
+                 "service": service or {"daemon": {}}, "health_path": "/collab/ping", "timeout": 1.0,
+                 "health_timeout": 0.3}, False, False, None)
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    Service.events = []
+    monkeypatch.setattr(_gateway_api, "Service", Service)
+    root = tmp_path / "data"
+    (root / "projects" / "p-1").mkdir(parents=True)
+    (root / "projects" / "p-1" / "doc.yjs").write_bytes(b"yjs")
+    (root / "state.json").write_text('{"tokens": ["secret"]}')
+    return root
+
+
+def test_recycle_stops_wipes_then_starts_and_checks_health(monkeypatch, data_dir):
+    gateway = Gateway({"/collab/ping": 200})
+    monkeypatch.setattr(_gateway_api, "open_url", gateway)
+    result = recycle(recycle_call(data_dir))
+    assert result == {"changed": True, "verified": True, "healthy": True, "reason": None}
+    assert Service.events == ["stop", "start"] and list(data_dir.iterdir()) == []
+    assert gateway.calls == [("GET", "/collab/ping", None)]
+
+
+def test_an_unhealthy_gateway_is_not_verified(monkeypatch, data_dir):
+    monkeypatch.setattr(_gateway_api, "open_url", Gateway({"/collab/ping": 503}))
+    result = recycle(recycle_call(data_dir))
+    assert not result["verified"] and "did not answer GET /collab/ping with 200" in result["reason"]
+    assert list(data_dir.iterdir()) == [], "wiped all the same"
+
+
+def test_a_gateway_that_writes_data_on_start_is_not_verified(monkeypatch, data_dir):
+    monkeypatch.setattr(_gateway_api, "open_url", Gateway({"/collab/ping": 200}))
+    result = recycle(recycle_call(data_dir, {"writes_on_start": str(data_dir / "state.json")}))
+    assert not result["verified"] and "state.json" in result["reason"]
+
+
+def test_a_service_that_does_not_start_is_not_verified(monkeypatch, data_dir):
+    monkeypatch.setattr(_gateway_api, "open_url", Gateway({"/collab/ping": 200}))
+    result = recycle(recycle_call(data_dir, {"fails": True}))
+    assert not result["verified"] and "exec failed" in result["reason"]
+
+
+def test_wipe_keeps_the_directory_and_nothing_in_it(tmp_path):
+    root = tmp_path / "data"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "a" / "b" / "f").write_text("x")
+    (root / "link").symlink_to(tmp_path)
+    wipe(str(root))
+    assert root.is_dir() and list(root.iterdir()) == [] and tmp_path.exists()
+
+
+def test_a_service_must_be_described():
+    with pytest.raises(Exception, match="names no service to restart"):
+        _gateway_api.Service({}, None)
