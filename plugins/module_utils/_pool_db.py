@@ -60,4 +60,5 @@ def connect(params, dbname=None, autocommit=False):
             "Could not connect to PostgreSQL as %s: %s" % (describe(params, dbname), str(exc).strip()),
             hint="Check login_host, login_port, login_user and login_password (or PGHOST, PGPORT, PGUSER, PGPASSWORD) "
             "and that the server is running",
+            outcome="not_applied",
         )

@@ -26,6 +26,9 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_rrset impor
 from ansible_collections.demiurge.gateway.plugins.module_utils._snapshot import list_snapshots
 
 SETTLED_GATEWAY = {"ready", "allocated", "quarantined", "retired"}
+# Configuration roots of every edge whose routes must match the live allocations; a test that adds
+# an edge host adds its root here.
+EDGE_ROOTS = [os.environ.get("DEMIURGE_TEST_EDGE_ROOT")]
 
 
 def _env(name):
@@ -97,21 +100,31 @@ def _published_violations(gateways, live, settled):
     in_progress = {str(row[1]): str(row[0]) for row in live.values() if row[3] != "active"}
     client = PdnsClient(_env("PDNS_API_URL"), _env("PDNS_API_KEY"))
     records = {entry["organization"]: entry["owner"] for entry in list_organizations(client, domain + ".")}
-    routes = {route["organization"]: route for route in list_routes(_env("EDGE_ROOT"))}
+    for root in EDGE_ROOTS:
+        found += _route_violations(root, active, in_progress, settled)
     for organization, (allocation_id, upstream) in active.items():
         if records.get(organization) != allocation_id:
             found.append("active organization %s has DNS owner %s, not %s" % (organization, records.get(organization), allocation_id))
         elif not _dig("org-%s.%s" % (organization, domain)):
             found.append("active organization %s does not resolve over DNS" % organization)
-        route = routes.get(organization)
-        if route is None or route["owner"] != allocation_id or route["upstream"] != upstream:
-            found.append("active organization %s has route %s, not %s to %s" % (organization, route, allocation_id, upstream))
     for organization, owner in records.items():
         if organization not in active and (settled or in_progress.get(organization) != owner):
             found.append("organization %s has DNS records (owner %s) without a live allocation" % (organization, owner))
+    return found
+
+
+def _route_violations(root, active, in_progress, settled):
+    found = []
+    routes = {route["organization"]: route for route in list_routes(root)}
+    for organization, (allocation_id, upstream) in active.items():
+        route = routes.get(organization)
+        if route is None or route["owner"] != allocation_id or route["upstream"] != upstream:
+            found.append("active organization %s has route %s on %s, not %s to %s"
+                         % (organization, route, root, allocation_id, upstream))
     for organization, route in routes.items():
         if organization not in active and (settled or in_progress.get(organization) != route["owner"]):
-            found.append("organization %s has a route (owner %s) without a live allocation" % (organization, route["owner"]))
+            found.append("organization %s has a route on %s (owner %s) without a live allocation"
+                         % (organization, root, route["owner"]))
     return found
 
 

@@ -28,6 +28,10 @@ def runner_env(**extra):
     return env
 
 
+# Inventory sources every run uses; a test adds one (a second edge host) for its duration.
+INVENTORY = [str(REPO / "inventories/local")]
+
+
 def run(playbook, organization=None, check=False, **extravars):
     """(rc, set_stats data, stdout) of one playbook run through ansible-runner."""
     if organization is not None:
@@ -41,7 +45,7 @@ def run(playbook, organization=None, check=False, **extravars):
 
     with tempfile.TemporaryDirectory() as tmp:
         result = ansible_runner.run(private_data_dir=tmp, playbook="demiurge.gateway.%s" % playbook, quiet=True,
-                                    project_dir=str(REPO), inventory=str(REPO / "inventories/local"),
+                                    project_dir=str(REPO), inventory=list(INVENTORY),
                                     extravars=extravars, envvars=runner_env(), event_handler=on_event,
                                     cmdline="--check --diff" if check else None)
         return result.rc, stats, result.stdout.read()
@@ -98,7 +102,9 @@ def kill_tree(pid):
 def run_and_kill(playbook, task_name, offset, organization=None, **extravars):
     """Run a playbook and kill its whole tree `offset` seconds after the task named task_name starts
     (None when the run ended before that). Returns the output up to the kill."""
-    argv = [ansible_playbook(), "-i", str(REPO / "inventories/local"), "demiurge.gateway.%s" % playbook]
+    argv = [ansible_playbook(), "demiurge.gateway.%s" % playbook]
+    for source in INVENTORY:
+        argv += ["-i", source]
     if organization is not None:
         argv += ["-e", "organization_id=%s" % organization]
     for key, value in extravars.items():

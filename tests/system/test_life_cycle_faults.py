@@ -20,9 +20,11 @@ import pytest
 
 import invariants
 from invariants import db
-from lifecycle import ENV, live, run, run_and_kill, wait_leases_expired
+from lifecycle import DOMAIN, ENV, live, run, run_and_kill, wait_leases_expired
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._paths import state_path
+from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_client import PdnsClient
+from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_rrset import ensure_rrsets
 from ansible_collections.demiurge.gateway.plugins.module_utils._snapshot import list_snapshots
 
 pytestmark = pytest.mark.usefixtures("invariants_hold")
@@ -330,3 +332,86 @@ def test_an_organization_id_with_white_space_is_refused(value):
     rc, dummy, out = run("allocate", value)
     assert rc != 0 and "is not a UUID" in out, out[-3000:]
     assert live("0b5e9b7c-1a2b-4c3d-8e9f-001122334455") is None
+
+
+def test_a_gateway_left_resetting_is_recycled_by_reconcile():
+    """A run of an older release died after ending the allocation: its gateway sat 'resetting' with
+    the organization's data. Reconcile recycles it once it has been so for a lease's time."""
+    with db() as conn:
+        name, data_dir = conn.execute("SELECT name, metadata->>'data_dir' FROM gateways WHERE status = 'ready' "
+                                      "ORDER BY created_at DESC LIMIT 1").fetchone()
+        write_projects(data_dir)
+        conn.execute("UPDATE gateways SET status = 'resetting', updated_at = now() - interval '1 hour' WHERE name = %s",
+                     (name,))
+    assert invariants.check(settled=True), "the checker sees the stuck gateway and its data"
+    rc, dummy, out = run("reconcile")
+    assert rc == 0 and "item=%s" % name in out, out[-3000:]
+    with db() as conn:
+        assert conn.execute("SELECT status FROM gateways WHERE name = %s", (name,)).fetchone()[0] == "ready"
+    assert list(Path(data_dir).rglob("*.yjs")) == []
+
+
+def test_an_allocation_during_a_release_fails_naming_the_release():
+    organization = uuid.uuid4()
+    assert run("allocate", organization)[0] == 0
+    with db() as conn:
+        conn.execute("UPDATE organizations_gateways SET status = 'releasing', lease_holder = 'release-run-7', "
+                     "lease_expires_at = now() + interval '1 minute' WHERE organization_id = %s AND stopped_at IS NULL",
+                     (str(organization),))
+    rc, dummy, out = run("allocate", organization)
+    assert rc != 0 and "being released by run release-run-7" in out and "this run changed nothing" in out, out[-3000:]
+    rc, dummy, out = run("release", organization, allocation_wait_seconds=1)
+    assert rc != 0 and "release-run-7" in out, "a second release waits for the first, then names it"
+    with db() as conn:
+        conn.execute("UPDATE organizations_gateways SET lease_expires_at = now() WHERE organization_id = %s "
+                     "AND stopped_at IS NULL", (str(organization),))
+    rc, dummy, out = run("release", organization)
+    assert rc == 0, "a release whose run died is taken over and finished"
+    assert live(organization) is None
+
+
+def dead_run(organization):
+    """Make the organization's allocation look like a run that died before activation."""
+    with db() as conn:
+        conn.execute("UPDATE organizations_gateways SET status = 'allocating', activated_at = NULL, lease_holder = 'dead-run', "
+                     "lease_expires_at = now() - interval '1 second' WHERE organization_id = %s AND stopped_at IS NULL",
+                     (str(organization),))
+
+
+def test_one_organization_that_cannot_be_repaired_does_not_stop_the_others():
+    stuck, other = uuid.uuid4(), uuid.uuid4()
+    for organization in (stuck, other):
+        assert run("allocate", organization)[0] == 0
+        dead_run(organization)
+    client = PdnsClient(os.environ["DEMIURGE_TEST_PDNS_API_URL"], os.environ["DEMIURGE_TEST_PDNS_API_KEY"])
+    records = {"zone": DOMAIN, "name": None, "organization": str(stuck), "type": "A", "include_subdomains": True,
+               "wildcard": False, "state": "present", "records": ["127.0.0.1"], "ttl": 60, "force": True}
+    ensure_rrsets(client, dict(records, owner="someone-else"), False)
+    rc, dummy, out = run("reconcile")
+    assert rc != 0 and "Reconcile repaired everything else but failed for 1 item" in out, out[-3000:]
+    assert "%s: step 'withdraw dns'" % stuck in out and "owned by someone-else" in out
+    assert live(other) is None, "the other organization was repaired"
+    with db() as conn:
+        allocation_id = conn.execute("SELECT id FROM organizations_gateways WHERE organization_id = %s AND stopped_at IS NULL",
+                                     (str(stuck),)).fetchone()[0]
+    ensure_rrsets(client, dict(records, owner=str(allocation_id)), False)
+    reconcile_twice()
+    assert live(stuck) is None
+
+
+def test_one_organization_whose_snapshot_fails_does_not_stop_data_sync():
+    bad, good = uuid.uuid4(), uuid.uuid4()
+    for organization in (bad, good):
+        assert run("allocate", organization)[0] == 0
+        write_projects(gateway_data_dir(organization))
+    link = Path(gateway_data_dir(bad)) / "projects" / "p-1" / "escape"
+    link.symlink_to("/etc/passwd")
+    try:
+        rc, dummy, out = run("data_sync")
+        assert rc != 0 and "Data sync failed for 1 organization(s), the others were pushed" in out, out[-3000:]
+        assert "%s: " % bad in out and "is not a regular file" in out
+        assert newest_projects(good) == set(PROJECTS)
+    finally:
+        link.unlink()
+    for organization in (bad, good):
+        assert run("release", organization)[0] == 0
