@@ -167,8 +167,8 @@ class Daemon:
             failure = errors.read()
         if failure:
             os.waitpid(pid, 0)
+            self._forget()
             raise ServiceError("Could not start %s (%s): %s" % (self.name, self.program, failure.decode("utf-8", "replace")))
-        _write_atomic(self.pidfile, "%d\n%s\n" % (pid, os.path.realpath(self.program)))
         self._wait_serving(pid)
         return pid
 
@@ -177,6 +177,9 @@ class Daemon:
         try:
             # A new session so the process outlives the module and never holds Ansible's pipes.
             os.setsid()
+            # Written by the child itself, before it drops privileges: a caller killed right after
+            # the fork still leaves the process tracked, so the next stop or restart finds it.
+            _write_atomic(self.pidfile, "%d\n%s\n" % (os.getpid(), os.path.realpath(self.program)))
             devnull = os.open(os.devnull, os.O_RDONLY)
             os.dup2(devnull, 0)
             os.dup2(log, 1)

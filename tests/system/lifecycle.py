@@ -147,3 +147,11 @@ def live(organization):
     with db() as conn:
         return conn.execute("SELECT id, gateway_id, status FROM organizations_gateways "
                             "WHERE organization_id = %s AND stopped_at IS NULL", (str(organization),)).fetchone()
+
+
+def dead_run(organization):
+    """Make the organization's allocation look like one whose run died before activation."""
+    with db() as conn:
+        conn.execute("UPDATE organizations_gateways SET status = 'allocating', activated_at = NULL, lease_holder = 'dead-run', "
+                     "lease_expires_at = now() - interval '1 second' WHERE organization_id = %s AND stopped_at IS NULL",
+                     (str(organization),))

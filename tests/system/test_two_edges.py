@@ -89,10 +89,8 @@ def test_reconcile_rolls_forward_only_when_every_edge_has_the_route(second_edge,
     every edge, rolled back when the route on one edge is in doubt."""
     organization = uuid.uuid4()
     assert run("allocate", organization)[0] == 0
+    lifecycle.dead_run(organization)
     with db() as conn:
-        conn.execute("UPDATE organizations_gateways SET status = 'allocating', activated_at = NULL, lease_holder = 'dead-run', "
-                     "lease_expires_at = now() - interval '1 second' WHERE organization_id = %s AND stopped_at IS NULL",
-                     (str(organization),))
         conn.execute("UPDATE allocation_steps SET state = %s FROM organizations_gateways og WHERE og.id = allocation_id "
                      "AND og.organization_id = %s AND step = 'route' AND host = 'edge-2'", (edge2_route, str(organization)))
     rc, dummy, out = run("reconcile")
