@@ -131,7 +131,8 @@ def fault(name):
         "nginx config broken by a foreign file": ({}, "foreign", "already broken before this change", "route"),
         "nginx is not running": ({}, "nginx-down", "is not running", "route"),
         "handshake answers 500": ({}, "fail-handshake", "HTTP 500", "handshake"),
-        "handshake fails and the gateway is unhealthy": ({}, "unhealthy", "HTTP 500", "handshake"),
+        "handshake fails and the gateway is unhealthy": ({"allocation_gateway_health_timeout": 2}, "unhealthy", "HTTP 500",
+                                                         "handshake"),
         # The step's own database connection (its journal) is lost; the rescue's is not.
         "database unreachable during a step": ({"__allocation_journal_options": {
             "login_port": 9, "login_password": "x", "lease_seconds": 60, "connect_timeout": 2}}, None,
@@ -187,7 +188,11 @@ def test_each_failing_step_is_rolled_back_completely(name, witness):
         return
     assert after["quarantined"] == baseline["quarantined"] + 1 and after["ready"] == baseline["ready"] - 1
     with db() as conn:
-        gateway_id = conn.execute("SELECT id FROM gateways WHERE status = 'quarantined'").fetchone()[0]
+        # The gateway this allocation held, quarantined with the reason its recycle gave.
+        gateway_id, reason = conn.execute(
+            "SELECT g.id, g.status_reason FROM gateways g JOIN organizations_gateways og ON og.gateway_id = g.id "
+            "WHERE og.organization_id = %s AND g.status = 'quarantined'", (str(organization),)).fetchone()
+        assert "did not answer GET /collab/ping with 200" in reason
         conn.execute("CALL proc_gateways_set_ready(%s)", (gateway_id,))
 
 
