@@ -26,14 +26,23 @@ def failure_cause(result, step="", default_host="localhost"):
     return "; ".join(causes)
 
 
-def failed_items(results):
-    """"<item label>: <cause>" for every item of a loop that reported a failure, including loops
-    run with failed_when: false so that one item's failure does not stop the others."""
+def _dig(value, path):
+    for key in path.split("."):
+        value = value[int(key)] if isinstance(value, (list, tuple)) else value.get(key)
+    return value
+
+
+def failed_items(results, label=None):
+    """"<label>: <cause>" for every item of a loop that reported a failure, including loops run
+    with failed_when: false so that one item's failure does not stop the others. `label` is a
+    dotted path into each result (for example item.organization); by default the item itself
+    when it is a string."""
     found = []
     for item in (results or {}).get("results", []):
         if item.get("msg") and (item.get("error") or item.get("failed") or item.get("exception")):
-            label = item.get("_ansible_item_label", item.get("item"))
-            found.append("%s: %s" % (label, str(item["msg"]).strip()))
+            name = _dig(item, label) if label else item.get("item") if isinstance(item.get("item"), str) \
+                else item.get("_ansible_item_label", item.get("item"))
+            found.append("%s: %s" % (name, str(item["msg"]).strip()))
     return found
 
 

@@ -2,6 +2,7 @@
 tree that a test kills at a chosen moment, and waiting on the pool instead of sleeping."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -49,6 +50,11 @@ def run(playbook, organization=None, check=False, **extravars):
                                     extravars=extravars, envvars=runner_env(), event_handler=on_event,
                                     cmdline="--check --diff" if check else None)
         return result.rc, stats, result.stdout.read()
+
+
+def plain(out):
+    """Output as one line of text: no colours, and messages the yaml callback folded unfolded."""
+    return " ".join(re.sub(r"\x1b\[[0-9;]*m", "", out).split())
 
 
 def ansible_playbook():
@@ -149,9 +155,13 @@ def live(organization):
                             "WHERE organization_id = %s AND stopped_at IS NULL", (str(organization),)).fetchone()
 
 
-def dead_run(organization):
-    """Make the organization's allocation look like one whose run died before activation."""
+def dead_run(organization, unfinished_step=None):
+    """Make the organization's allocation look like one whose run died before activation, during
+    unfinished_step when given (its journal record goes back to 'started')."""
     with db() as conn:
         conn.execute("UPDATE organizations_gateways SET status = 'allocating', activated_at = NULL, lease_holder = 'dead-run', "
                      "lease_expires_at = now() - interval '1 second' WHERE organization_id = %s AND stopped_at IS NULL",
                      (str(organization),))
+        conn.execute("UPDATE allocation_steps SET state = 'started' FROM organizations_gateways og "
+                     "WHERE og.id = allocation_id AND og.organization_id = %s AND og.stopped_at IS NULL AND step = %s",
+                     (str(organization), unfinished_step))

@@ -34,11 +34,15 @@ def second_edge(tmp_path_factory):
         "edges:\n  hosts:\n    edge-2:\n      ansible_connection: local\n      ansible_python_interpreter: %s\n"
         "      demiurge_edge_config_root: %s\n      demiurge_edge_listen_url: http://127.0.0.1:%d\n"
         % (sys.executable, state_path(SECOND_ENV, "nginx"), port))
-    edge = [lifecycle.ansible_playbook(), "-i", "localhost,", str(work / "edge.yml")]
+    edge = [lifecycle.ansible_playbook(), "-i", "localhost,", "-c", "local", "-e", "ansible_python_interpreter=%s" % sys.executable,
+            str(work / "edge.yml")]
     env = dict(os.environ, **runner_env())
     subprocess.run(edge + ["-e", "state=started"], check=True, env=env, capture_output=True, timeout=300)
     lifecycle.INVENTORY.append(str(work / "edges.yml"))
     invariants.EDGE_ROOTS.append(state_path(SECOND_ENV, "nginx"))
+    # A new edge gets the routes of the organizations already active from reconcile.yml.
+    rc, dummy, out = run("reconcile")
+    assert rc == 0, out[-3000:]
     yield {"port": port, "routes": Path(state_path(SECOND_ENV, "nginx", "routes"))}
     lifecycle.INVENTORY.remove(str(work / "edges.yml"))
     invariants.EDGE_ROOTS.remove(state_path(SECOND_ENV, "nginx"))

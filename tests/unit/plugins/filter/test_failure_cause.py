@@ -15,6 +15,12 @@ def test_a_plain_task_names_the_controller():
 
 
 def test_failed_items_include_loops_run_with_failed_when_false():
-    results = {"results": [{"_ansible_item_label": "org-a", "failed": False, "changed": False},
-                           {"_ansible_item_label": "org-b", "failed": False, "error": "SnapshotError", "msg": "disk full"}]}
-    assert failed_items(results) == ["org-b: disk full"]
+    results = {"results": [{"item": {"organization": "org-a"}, "failed": False, "changed": False},
+                           {"item": {"organization": "org-b"}, "failed": False, "error": "SnapshotError", "msg": "disk full"}]}
+    assert failed_items(results, "item.organization") == ["org-b: disk full"]
+
+
+def test_failed_items_name_a_pair_by_its_path():
+    results = {"results": [{"item": ["edge-1", {"organization": "org-c"}], "error": "EdgeError", "msg": "nginx -t failed"}]}
+    assert failed_items(results, "item.1.organization") == ["org-c: nginx -t failed"]
+    assert failed_items({"results": [{"item": "edge-2", "failed": True, "msg": "down"}]}) == ["edge-2: down"]
