@@ -92,8 +92,8 @@ def report(dump, total, args, elapsed):
     ran = outcomes["killed"] + outcomes["survived"]
     print("Mutation testing of plugins/module_utils/ (cosmic-ray), unit stage as the test suite")
     print("mutants in all: %d; run: %d (random sample, seed %d); %.0f s" % (total, ran, args.seed, elapsed))
-    print("killed %d, survived %d: score %.1f%%" % (outcomes["killed"], outcomes["survived"],
-                                                   100.0 * outcomes["killed"] / ran if ran else 0))
+    score = 100.0 * outcomes["killed"] / ran if ran else 0
+    print("killed %d, survived %d: score %.1f%%" % (outcomes["killed"], outcomes["survived"], score))
     print("\n%-26s %8s %8s %7s" % ("file", "killed", "survived", "score"))
     for path in sorted({path for path, dummy in by_file}):
         killed, survived = by_file[(path, "killed")], by_file[(path, "survived")]
