@@ -115,8 +115,9 @@ stage_system() {
 }
 
 # The stock Debian 12 path: the system's own Python 3.11 with ansible-core 2.19, the oldest core
-# requires_ansible allows. Unit and integration tests, command 1's main job on a stack of its own,
-# then the system tests, all with that controller.
+# requires_ansible allows. Every stage but the kill matrices (which the system stage ran) on that
+# controller: unit, sanity, lint, integration, command 1's main job on a stack of its own, the
+# benchmarks' imports, the system tests, molecule.
 COMPAT_ENV=compat-001
 # Between dev-001 (15000) and test-001 (16000), clear of both: the stack uses base + 80 to 443 and
 # its gateways base + 501 upwards.
@@ -132,10 +133,11 @@ stage_compat() {
   (
     export PATH=$venv/bin:$PATH
     ansible --version | head -1
+    install_collection
     stage_unit
-    stage_copy
-    write_integration_config "$SANITY_ROOT"
-    (cd "$SANITY_ROOT" && timeout 900 ansible-test integration --local --allow-destructive --python "$(py_version)" --color no)
+    stage_sanity
+    stage_lint
+    stage_integration
     local up=0
     DEMIURGE_VENV=$venv DEMIURGE_PYTHON=$python DEMIURGE_ENV=$COMPAT_ENV DEMIURGE_PORT_BASE=$COMPAT_PORT_BASE \
       timeout 900 bash "$REPO_ROOT/scripts/up.sh" || up=$?
@@ -145,6 +147,7 @@ stage_compat() {
     # The README's benchmarks run after command 1 alone: each must at least import.
     for bench in "$REPO_ROOT"/benchmarks/*.py; do python "$bench" --help >/dev/null; done
     stage_system -m "not kill_matrix"
+    stage_molecule
   )
 }
 
