@@ -132,7 +132,7 @@ stage_compat() {
   make_venv "$venv" "$python"
   (
     export PATH=$venv/bin:$PATH
-    ansible --version | head -1
+    ansible --version | sed -n 1p  # sed reads it all: head would break the pipe under pipefail
     install_collection
     stage_unit
     stage_sanity
