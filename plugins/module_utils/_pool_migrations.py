@@ -267,9 +267,178 @@ LANGUAGE sql VOLATILE AS $$
 $$;
 """
 
+_V3_EVENTS_AND_METRICS = r"""
+-- Events: one row per change of the life cycle, written in the transaction of the change.
+ALTER TABLE gateway_events
+    ADD COLUMN step text,
+    ADD COLUMN host text,
+    ADD COLUMN cause text,
+    ADD COLUMN run text,
+    ADD COLUMN duration_seconds double precision,
+    -- The writing transaction: sinks read events in (txid, id) order once every older transaction
+    -- has ended, so an event committed late is never skipped.
+    ADD COLUMN txid xid8 NOT NULL DEFAULT pg_current_xact_id();
+CREATE INDEX gateway_events_txid ON gateway_events (txid, id);
+CREATE INDEX gateway_events_organization ON gateway_events (organization_id, id) WHERE organization_id IS NOT NULL;
+CREATE INDEX gateway_events_gateway ON gateway_events (gateway_id, id) WHERE gateway_id IS NOT NULL;
+CREATE INDEX gateway_events_allocation ON gateway_events (allocation_id, id) WHERE allocation_id IS NOT NULL;
+CREATE INDEX gateway_events_kind ON gateway_events (kind, id);
+
+-- When the release in progress began (its duration is measured from here).
+ALTER TABLE organizations_gateways ADD COLUMN releasing_at timestamptz;
+
+-- Settings read by the metrics and, later, the autoscaler.
+CREATE TABLE pool_settings (
+    name       text PRIMARY KEY CHECK (name IN ('ready_floor')),
+    value      bigint NOT NULL CHECK (value >= 0),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Counters and histograms kept by the event trigger: monotonic whatever is pruned from
+-- gateway_events. Rows are spread over shards (by backend) so concurrent runs do not queue on one row.
+CREATE TABLE event_counters (
+    kind  text NOT NULL,
+    step  text NOT NULL DEFAULT '',
+    shard smallint NOT NULL,
+    value bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (kind, step, shard)
+);
+CREATE TABLE event_durations (
+    metric    text NOT NULL,            -- 'step' or 'operation'
+    operation text NOT NULL,            -- 'allocate' or 'release'
+    label     text NOT NULL,            -- the step, or the operation's result
+    le        double precision NOT NULL, -- the bucket's upper bound (not cumulative here)
+    shard     smallint NOT NULL,
+    count     bigint NOT NULL DEFAULT 0,
+    sum       double precision NOT NULL DEFAULT 0,
+    PRIMARY KEY (metric, operation, label, le, shard)
+);
+-- Snapshots in central storage, as the life cycle stored and pruned them.
+CREATE TABLE snapshot_inventory (
+    organization_id uuid NOT NULL,
+    snapshot_id     text NOT NULL,
+    size_bytes      bigint NOT NULL DEFAULT 0,
+    stored_at       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (organization_id, snapshot_id)
+);
+-- The last outcome of each periodic job.
+CREATE TABLE job_runs (
+    job             text PRIMARY KEY,
+    last_success_at timestamptz,
+    last_failure_at timestamptz,
+    last_cause      text
+);
+-- How far each event sink (the log file, the webhook) has read, in the sinks' (txid, id) order.
+CREATE TABLE event_sinks (
+    name       text PRIMARY KEY,
+    last_txid  xid8 NOT NULL DEFAULT '0',
+    last_id    bigint NOT NULL DEFAULT 0,
+    last_at    timestamptz,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE FUNCTION func_duration_bucket(p_seconds double precision) RETURNS double precision
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT min(b) FROM unnest(ARRAY[0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 'Infinity']::float8[]) b
+    WHERE b >= p_seconds
+$$;
+
+CREATE FUNCTION trg_gateway_event() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_shard smallint := pg_backend_pid() % 8;
+    v_operation text := NEW.detail->>'operation';
+    v_id text;
+BEGIN
+    INSERT INTO event_counters AS c (kind, step, shard, value) VALUES (NEW.kind, coalesce(NEW.step, ''), v_shard, 1)
+    ON CONFLICT (kind, step, shard) DO UPDATE SET value = c.value + 1;
+    IF NEW.duration_seconds IS NOT NULL AND v_operation IS NOT NULL THEN
+        INSERT INTO event_durations AS d (metric, operation, label, le, shard, count, sum)
+        VALUES (CASE WHEN NEW.kind LIKE 'step.%' THEN 'step' ELSE 'operation' END, v_operation,
+                CASE WHEN NEW.kind LIKE 'step.%' THEN NEW.step ELSE split_part(NEW.kind, '.', 2) END,
+                func_duration_bucket(NEW.duration_seconds), v_shard, 1, NEW.duration_seconds)
+        ON CONFLICT (metric, operation, label, le, shard) DO UPDATE SET count = d.count + 1, sum = d.sum + EXCLUDED.sum;
+    END IF;
+    IF NEW.kind = 'snapshot.stored' AND NEW.detail ? 'snapshot' THEN
+        INSERT INTO snapshot_inventory (organization_id, snapshot_id, size_bytes)
+        VALUES (NEW.organization_id, NEW.detail->>'snapshot', coalesce((NEW.detail->>'size_bytes')::bigint, 0))
+        ON CONFLICT DO NOTHING;
+    END IF;
+    IF NEW.kind = 'snapshot.stored' AND jsonb_typeof(NEW.detail->'pruned') = 'array' THEN
+        FOR v_id IN SELECT jsonb_array_elements_text(NEW.detail->'pruned') LOOP
+            DELETE FROM snapshot_inventory WHERE organization_id = NEW.organization_id AND snapshot_id = v_id;
+        END LOOP;
+    END IF;
+    IF NEW.kind IN ('job.succeeded', 'job.failed') THEN
+        INSERT INTO job_runs AS j (job, last_success_at, last_failure_at, last_cause)
+        VALUES (NEW.step, CASE WHEN NEW.kind = 'job.succeeded' THEN NEW.at END,
+                CASE WHEN NEW.kind = 'job.failed' THEN NEW.at END, NEW.cause)
+        ON CONFLICT (job) DO UPDATE SET
+            last_success_at = coalesce(EXCLUDED.last_success_at, j.last_success_at),
+            last_failure_at = coalesce(EXCLUDED.last_failure_at, j.last_failure_at),
+            last_cause = CASE WHEN NEW.kind = 'job.failed' THEN NEW.cause ELSE j.last_cause END;
+    END IF;
+    -- Live consumers; delivered at commit, so a rolled-back change announces nothing.
+    PERFORM pg_notify('demiurge_gateway_events', json_build_object(
+        'id', NEW.id, 'at', NEW.at, 'kind', NEW.kind, 'organization', NEW.organization_id,
+        'gateway', NEW.gateway_id, 'allocation', NEW.allocation_id, 'step', NEW.step, 'host', NEW.host,
+        'cause', left(NEW.cause, 500))::text);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER gateway_events_derive AFTER INSERT ON gateway_events
+    FOR EACH ROW EXECUTE FUNCTION trg_gateway_event();
+
+-- The end of an allocation is recorded as what it was: released, or rolled back at the step that
+-- failed (the journal's first record that did not finish), with its duration.
+CREATE OR REPLACE PROCEDURE proc_organizations_gateways_stop(
+    p_organization_id uuid, p_reason text DEFAULT 'released',
+    INOUT o_allocation_id uuid DEFAULT NULL, INOUT o_gateway_id uuid DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_started timestamptz;
+    v_releasing timestamptz;
+    v_step text;
+    v_cause text;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('demiurge.gateway/org/' || p_organization_id::text, 0));
+    SELECT id, gateway_id, started_at, releasing_at
+    INTO o_allocation_id, o_gateway_id, v_started, v_releasing
+    FROM organizations_gateways WHERE organization_id = p_organization_id AND stopped_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    UPDATE organizations_gateways
+    SET stopped_at = now(), stop_reason = p_reason,
+        status = CASE WHEN p_reason = 'released' THEN 'released' ELSE 'failed' END
+    WHERE id = o_allocation_id;
+    UPDATE gateways SET status = 'resetting', updated_at = now() WHERE id = o_gateway_id;
+    SELECT step, detail->>'error' INTO v_step, v_cause FROM allocation_steps
+    WHERE allocation_id = o_allocation_id AND state IN ('started', 'failed', 'unknown')
+    ORDER BY updated_at LIMIT 1;
+    IF p_reason = 'released' THEN
+        INSERT INTO gateway_events (kind, gateway_id, organization_id, allocation_id, duration_seconds, detail)
+        VALUES ('allocation.released', o_gateway_id, p_organization_id, o_allocation_id,
+                extract(epoch FROM now() - coalesce(v_releasing, now())),
+                jsonb_build_object('operation', 'release'));
+    ELSE
+        -- The teardown undid every step that may have reached its service before this call.
+        WITH undone AS (
+            UPDATE allocation_steps SET state = 'undone', updated_at = now()
+            WHERE allocation_id = o_allocation_id AND state IN ('started', 'done', 'unknown')
+            RETURNING step, host)
+        INSERT INTO gateway_events (kind, gateway_id, organization_id, allocation_id, step, host)
+        SELECT 'step.undone', o_gateway_id, p_organization_id, o_allocation_id, step, host FROM undone;
+        INSERT INTO gateway_events (kind, gateway_id, organization_id, allocation_id, step, cause, duration_seconds, detail)
+        VALUES ('allocation.rolled_back', o_gateway_id, p_organization_id, o_allocation_id, v_step, v_cause,
+                extract(epoch FROM now() - v_started), jsonb_build_object('operation', 'allocate'));
+    END IF;
+END $$;
+"""
+
 MIGRATIONS = (
     Migration(1, "pool tables, allocation journal, events and routines", _V1_POOL),
     Migration(2, "lease holders, handshake tokens, a journal record per step and host", _V2_LEASES_AND_HANDSHAKE),
+    Migration(3, "events with causes, their sinks, and the counters and gauges behind the metrics", _V3_EVENTS_AND_METRICS),
 )
 
 

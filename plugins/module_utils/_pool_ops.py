@@ -87,6 +87,16 @@ class Transaction:
         return False
 
 
+def event(conn, kind, gateway=None, organization=None, allocation=None, step=None, host=None, cause=None,
+          run=None, duration=None, detail=None):
+    """Record one life-cycle event in the caller's transaction (see migration 3: a trigger keeps the
+    counters and announces it on NOTIFY channel demiurge_gateway_events)."""
+    conn.execute("INSERT INTO gateway_events (kind, gateway_id, organization_id, allocation_id, step, host, cause, run, "
+                 "duration_seconds, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                 (kind, gateway, organization, allocation, step, host, None if cause is None else str(cause)[:2000],
+                  run, duration, psycopg.types.json.Jsonb(detail or {})))
+
+
 def _gateway(conn, name):
     row = conn.execute("SELECT %s FROM gateways WHERE name = %%s FOR UPDATE" % _GATEWAY_COLUMNS, (name,)).fetchone()
     return None if row is None else _plain(row, _GATEWAY_COLUMNS.split(", "))
@@ -136,6 +146,8 @@ def ensure_gateway(call):
                 for column, value in changes.items():
                     conn.execute("UPDATE gateways SET %s = %%s, updated_at = now() WHERE id = %%s" % column,
                                  (value, before["id"]))
+        if params["scrubbed"] and before is not None:
+            event(conn, "gateway.scrubbed", gateway=before["id"])
         _set_status(conn, params["name"], params["status"], params["status_reason"])
         after = _gateway(conn, params["name"])
     changed = _comparable(before) != _comparable(after)
@@ -176,8 +188,7 @@ def _set_status(conn, name, status, reason):
                                 % (name, live["organization"], status), hint="Release the organization first")
     conn.execute("UPDATE gateways SET status = %s, status_reason = %s, updated_at = now() WHERE id = %s",
                  (status, reason, gateway["id"]))
-    conn.execute("INSERT INTO gateway_events (kind, gateway_id, detail) VALUES (%s, %s, %s)",
-                 ("gateway." + status, gateway["id"], psycopg.types.json.Jsonb({"from": gateway["status"], "reason": reason})))
+    event(conn, "gateway." + status, gateway=gateway["id"], cause=reason, detail={"from": gateway["status"]})
 
 
 def _remove_gateway(conn, before, params):
@@ -191,9 +202,10 @@ def _remove_gateway(conn, before, params):
     if history:
         # Allocations refer to it: keep the row for history, never hand it out again.
         conn.execute("UPDATE gateways SET status = 'retired', updated_at = now() WHERE id = %s", (before["id"],))
+        event(conn, "gateway.retired", gateway=before["id"], detail={"from": before["status"]})
     else:
-        conn.execute("DELETE FROM gateway_events WHERE gateway_id = %s", (before["id"],))
         conn.execute("DELETE FROM gateways WHERE id = %s", (before["id"],))
+        event(conn, "gateway.removed", gateway=before["id"], detail={"name": before["name"]})
     return {"changed": True, "gateway": None, "diff": {"before": _comparable(before), "after": {}}}
 
 
@@ -208,6 +220,7 @@ def gateway_argument_spec():
         status_reason={"type": "str"},
         health_path={"type": "str", "default": DEFAULT_HEALTH_PATH},
         health_timeout={"type": "float", "default": 5},
+        scrubbed={"type": "bool", "default": False},
         state={"type": "str", "default": "present", "choices": ["present", "absent"]},
     )
     return spec
@@ -300,13 +313,21 @@ def _result(changed, allocation, before, holder, **extra):
 
 def _claim(call, organization, holder):
     params = call.params
-    with Transaction(params, call.check_mode) as conn:
-        row = conn.execute("CALL proc_organizations_start_gateway(%s, make_interval(secs => %s))",
-                           (organization, params["lease_seconds"])).fetchone()
-        created = row[2]
-        if created:
-            conn.execute("UPDATE organizations_gateways SET lease_holder = %s WHERE id = %s", (holder, row[0]))
-        allocation = live_allocation(conn, organization)
+    try:
+        with Transaction(params, call.check_mode) as conn:
+            row = conn.execute("CALL proc_organizations_start_gateway(%s, make_interval(secs => %s))",
+                               (organization, params["lease_seconds"])).fetchone()
+            created = row[2]
+            if created:
+                conn.execute("UPDATE organizations_gateways SET lease_holder = %s WHERE id = %s", (holder, row[0]))
+            allocation = live_allocation(conn, organization)
+    except PoolExhaustedError as exhausted:
+        # The claim rolled back; the refusal is still an event (its own transaction), for the alerts.
+        if not call.check_mode:
+            with Transaction(params, False) as conn:
+                event(conn, "allocation.refused", organization=organization, run=holder, cause=exhausted.msg,
+                      detail={"operation": "allocate"})
+        raise
     if created:
         return _result(True, allocation, None, holder, created=True)
     if allocation["status"] == "active":
@@ -337,11 +358,12 @@ def _activate(call, organization, holder):
         changed = before["status"] != "active"
         if changed:
             _require_holder(before, holder, "activate")
-            conn.execute("UPDATE organizations_gateways SET status = 'active', activated_at = now(), "
-                         "lease_expires_at = NULL, lease_holder = NULL, tmp_handshake_token = NULL WHERE id = %s", (before["allocation_id"],))
-            conn.execute("INSERT INTO gateway_events (kind, gateway_id, organization_id, allocation_id) "
-                         "VALUES ('allocation.active', %s, %s, %s)",
-                         (before["gateway_id"], organization, before["allocation_id"]))
+            started = conn.execute("UPDATE organizations_gateways SET status = 'active', activated_at = now(), "
+                                   "lease_expires_at = NULL, lease_holder = NULL, tmp_handshake_token = NULL WHERE id = %s "
+                                   "RETURNING extract(epoch FROM now() - started_at)::float8",
+                                   (before["allocation_id"],)).fetchone()
+            event(conn, "allocation.activated", gateway=before["gateway_id"], organization=organization,
+                  allocation=before["allocation_id"], run=holder, duration=started[0], detail={"operation": "allocate"})
         after = live_allocation(conn, organization)
     return _result(changed, after, before, holder)
 
@@ -364,9 +386,14 @@ def _take_lease(call, organization, holder, status):
         wait = status == "releasing" and before["status"] == "releasing" and not free
         if not wait:
             conn.execute("UPDATE organizations_gateways SET status = %s, lease_holder = %s, "
-                         "lease_expires_at = now() + make_interval(secs => %s) WHERE id = %s",
+                         "lease_expires_at = now() + make_interval(secs => %s), "
+                         "releasing_at = CASE WHEN %s = 'releasing' THEN coalesce(releasing_at, now()) END WHERE id = %s",
                          (before["status"] if status == "leased" else "releasing", holder, params["lease_seconds"],
-                          before["allocation_id"]))
+                          before["status"] if status == "leased" else "releasing", before["allocation_id"]))
+            if not mine:
+                kind = "allocation.releasing" if before["status"] == "active" else "lease.taken_over"
+                event(conn, kind, gateway=before["gateway_id"], organization=organization, allocation=before["allocation_id"],
+                      run=holder, detail={"from_run": before["lease_holder"], "status": before["status"]})
             after = live_allocation(conn, organization)
     if not wait:
         return _result(not mine or before["status"] == "active", after, before, holder, held=True)
@@ -384,6 +411,8 @@ def _finish(call, organization, holder):
             return _result(False, None, None, holder)
         _require_holder(before, holder, "end")
         conn.execute("CALL proc_organizations_gateways_stop(%s, %s)", (organization, params["reason"]))
+        if params["gateway_status"] == "ready":
+            event(conn, "gateway.scrubbed", gateway=before["gateway_id"], allocation=before["allocation_id"], run=holder)
         _set_status(conn, before["gateway_name"], params["gateway_status"], params["gateway_reason"])
         after = _allocation(conn, "WHERE og.id = %s", (before["allocation_id"],))
     return dict(_result(True, after, before, holder), diff={"before": _summary(before), "after": {}})
@@ -395,7 +424,9 @@ def _unlease(call, organization, holder):
     with Transaction(call.params, call.check_mode) as conn:
         row = conn.execute("UPDATE organizations_gateways SET lease_expires_at = now() WHERE organization_id = %s "
                            "AND stopped_at IS NULL AND status IN ('allocating', 'releasing') AND lease_holder = %s "
-                           "RETURNING id", (organization, holder)).fetchone()
+                           "RETURNING id, gateway_id", (organization, holder)).fetchone()
+        if row is not None:
+            event(conn, "lease.given_up", gateway=row[1], organization=organization, allocation=row[0], run=holder)
         after = live_allocation(conn, organization)
     return _result(row is not None, after, after, holder)
 
@@ -460,23 +491,36 @@ def store_handshake_token(params, allocation_id, holder, token):
 
 def write_step(params, state, detail=None, conn=None):
     """Upsert the journal record (params["step"], params["host"]) of live allocation
-    params["allocation_id"] and extend its lease; only the lease holder (params["lease_holder"],
-    when given) may. params also holds the connection options. One transaction, on `conn` when given."""
+    params["allocation_id"], extend its lease and record the event; only the lease holder
+    (params["lease_holder"], when given) may. params also holds the connection options. One
+    transaction, on `conn` when given."""
+    detail = detail or {}
+    step, host, holder = params["step"], params.get("host") or "", params.get("lease_holder")
     with Transaction(params, False, conn) as conn:
         live = conn.execute(
             "UPDATE organizations_gateways SET lease_expires_at = now() + make_interval(secs => %s) "
             "WHERE id = %s AND stopped_at IS NULL AND (%s::text IS NULL OR lease_holder IS NULL OR lease_holder = %s) "
-            "RETURNING id",
-            (params["lease_seconds"], params["allocation_id"], params.get("lease_holder"), params.get("lease_holder"))).fetchone()
+            "RETURNING organization_id, gateway_id, status",
+            (params["lease_seconds"], params["allocation_id"], holder, holder)).fetchone()
         if live is None:
             raise LeaseHeldError("Allocation %s is not live under this run's lease" % params["allocation_id"],
                                  hint="It ended, or another run (reconcile.yml) took it over; this run stops here")
-        conn.execute(
-            "INSERT INTO allocation_steps (allocation_id, step, host, state, detail) VALUES (%s, %s, %s, %s, %s) "
-            "ON CONFLICT (allocation_id, step, host) DO UPDATE SET state = EXCLUDED.state, "
-            "detail = allocation_steps.detail || EXCLUDED.detail, updated_at = now()",
-            (params["allocation_id"], params["step"], params.get("host") or "", state,
-             psycopg.types.json.Jsonb(detail or {})))
+        # The statement's snapshot still shows the record as it was: a finished step's duration runs from its start.
+        started = conn.execute(
+            "WITH before AS (SELECT state, updated_at FROM allocation_steps WHERE allocation_id = %(a)s AND step = %(s)s "
+            "AND host = %(h)s), written AS (INSERT INTO allocation_steps (allocation_id, step, host, state, detail) "
+            "VALUES (%(a)s, %(s)s, %(h)s, %(state)s, %(d)s) ON CONFLICT (allocation_id, step, host) DO UPDATE SET "
+            "state = EXCLUDED.state, detail = allocation_steps.detail || EXCLUDED.detail, updated_at = now() RETURNING 1) "
+            "SELECT extract(epoch FROM now() - updated_at)::float8 FROM before, written WHERE before.state = 'started'",
+            {"a": params["allocation_id"], "s": step, "h": host, "state": state,
+             "d": psycopg.types.json.Jsonb(detail)}).fetchone()
+        operation = "allocate" if live[2] == "allocating" else "release"
+        ids = {"gateway": live[1], "organization": live[0], "allocation": params["allocation_id"], "run": holder}
+        event(conn, "step." + state, step=step, host=host or None, cause=detail.get("error"),
+              duration=started[0] if started and state != "started" else None,
+              detail={"operation": operation}, **ids)
+        if step == "snapshot" and state == "done" and detail.get("snapshot"):
+            event(conn, "snapshot.stored", **dict(ids, detail={key: detail.get(key) for key in ("snapshot", "size_bytes", "pruned")}))
 
 
 def record_step(call):

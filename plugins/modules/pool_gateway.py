@@ -54,6 +54,13 @@ options:
     description: Seconds to wait for the health check's answer.
     type: float
     default: 5
+  scrubbed:
+    description:
+      - The gateway was just recycled and verified empty (M(demiurge.gateway.gateway_recycle)); records
+        a C(gateway.scrubbed) event with the status change.
+    type: bool
+    default: false
+    version_added: 0.3.0
   state:
     description: Whether the gateway is registered.
     type: str

@@ -17,10 +17,6 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._errors import Da
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_db import connect
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_ops import write_step
 
-# Result keys worth keeping in a step's record (the snapshot a release pushed, say).
-_DETAIL_KEYS = (("snapshot", "id"), ("restored", "id"))
-
-
 def outcome(result):
     """Journal state of a finished task's result."""
     if not (result.get("failed") or result.get("unreachable")):
@@ -29,7 +25,14 @@ def outcome(result):
 
 
 def _detail(result):
-    detail = {key: (result.get(key) or {}).get(field) for key, field in _DETAIL_KEYS if isinstance(result.get(key), dict)}
+    """What is worth keeping in a step's record: the snapshot a release pushed (and those it pruned),
+    the snapshot a restore used, or the error."""
+    detail = {}
+    snapshot, restored = result.get("snapshot"), result.get("restored")
+    if isinstance(snapshot, dict):
+        detail.update(snapshot=snapshot.get("id"), size_bytes=snapshot.get("total_size"), pruned=result.get("pruned") or [])
+    if isinstance(restored, dict):
+        detail["restored"] = restored.get("id")
     if result.get("failed") or result.get("unreachable"):
         detail["error"] = str(result.get("msg", ""))[:500]
     return detail
