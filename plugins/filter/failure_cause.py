@@ -46,6 +46,19 @@ def failed_items(results, label=None):
     return found
 
 
+def repair_events(results, repair, organization, host=None):
+    """A reconcile.repaired event (for demiurge.gateway.pool_event) for every item of a loop that
+    changed something and did not fail; organization and host are dotted paths into each result."""
+    events = []
+    for item in (results or {}).get("results", []):
+        if item.get("changed") and not item.get("failed"):
+            event = {"kind": "reconcile.repaired", "step": repair, "organization": _dig(item, organization)}
+            if host:
+                event["host"] = _dig(item, host)
+            events.append(event)
+    return events
+
+
 class FilterModule:
     def filters(self):
-        return {"failure_cause": failure_cause, "failed_items": failed_items}
+        return {"failure_cause": failure_cause, "failed_items": failed_items, "repair_events": repair_events}

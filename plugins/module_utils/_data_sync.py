@@ -12,7 +12,8 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import
 from ansible_collections.demiurge.gateway.plugins.module_utils._journal import journal_argument_spec
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import ModuleDef
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_db import pool_db_argument_spec
-from ansible_collections.demiurge.gateway.plugins.module_utils._pool_ops import Transaction
+from ansible_collections.demiurge.gateway.plugins.module_utils._errors import DatabaseError
+from ansible_collections.demiurge.gateway.plugins.module_utils._pool_ops import Transaction, event
 from ansible_collections.demiurge.gateway.plugins.module_utils._snapshot import (
     SnapshotError,
     list_snapshots,
@@ -54,8 +55,21 @@ def snapshot_body(call):
     manifest, pruned, previous = take_snapshot(params["data_dir"], params["storage_dir"], organization,
                                                params["allocation_id"], params["keep"], params["allow_shrink"],
                                                call.check_mode)
+    if params["verify_allocation"] and not call.check_mode:
+        _record_stored(call, organization, manifest, pruned)
     return {"changed": True, "snapshot": summary(manifest), "pruned": pruned,
             "diff": {"before": {"latest": previous["id"] if previous else None}, "after": {"latest": manifest["id"]}}}
+
+
+def _record_stored(call, organization, manifest, pruned):
+    """The snapshot is durable in storage before its event is written, so a failure here costs the
+    snapshot metrics one entry (until the next push), never the snapshot: a warning, not a failure."""
+    try:
+        with Transaction(call.params, False) as conn:
+            event(conn, "snapshot.stored", organization=organization, allocation=call.params["allocation_id"],
+                  detail={"snapshot": manifest["id"], "size_bytes": manifest.get("total_size"), "pruned": pruned})
+    except DatabaseError as exc:
+        call.warn("Snapshot %s is stored, but its event was not recorded: %s" % (manifest["id"], exc))
 
 
 def snapshot_argument_spec():

@@ -5,8 +5,8 @@
 
 Reading, recording and pruning life-cycle events, and the pool settings the
 metrics read. The life cycle writes its own events (_pool_ops.event); what is
-recorded here is what only a playbook knows: a periodic job's outcome, a
-reconcile repair, a data-sync snapshot.
+recorded here is what only a playbook knows: a periodic job's outcome or a
+reconcile repair.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ MAX_PAGE = 1000
 _EVENT_COLUMNS = ("id", "at", "kind", "gateway_id", "organization_id", "allocation_id", "step", "host", "cause",
                   "run", "duration_seconds", "detail")
 # Kinds a playbook may record; the life cycle's own kinds are written only with the change they describe.
-RECORDED_KINDS = ("job.started", "job.succeeded", "job.failed", "reconcile.repaired", "snapshot.stored")
+RECORDED_KINDS = ("job.started", "job.succeeded", "job.failed", "reconcile.repaired")
 
 
 def _uuid(value, what):

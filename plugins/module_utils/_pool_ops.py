@@ -393,7 +393,8 @@ def _take_lease(call, organization, holder, status):
             if not mine:
                 kind = "allocation.releasing" if before["status"] == "active" else "lease.taken_over"
                 event(conn, kind, gateway=before["gateway_id"], organization=organization, allocation=before["allocation_id"],
-                      run=holder, detail={"from_run": before["lease_holder"], "status": before["status"]})
+                      run=holder, step=None if kind == "allocation.releasing" else before["status"],
+                      detail={"from_run": before["lease_holder"]})
             after = live_allocation(conn, organization)
     if not wait:
         return _result(not mine or before["status"] == "active", after, before, holder, held=True)
@@ -424,9 +425,11 @@ def _unlease(call, organization, holder):
     with Transaction(call.params, call.check_mode) as conn:
         row = conn.execute("UPDATE organizations_gateways SET lease_expires_at = now() WHERE organization_id = %s "
                            "AND stopped_at IS NULL AND status IN ('allocating', 'releasing') AND lease_holder = %s "
-                           "RETURNING id, gateway_id", (organization, holder)).fetchone()
+                           "RETURNING id, gateway_id, status", (organization, holder)).fetchone()
         if row is not None:
-            event(conn, "lease.given_up", gateway=row[1], organization=organization, allocation=row[0], run=holder)
+            # step: what the run was doing ('allocating' or 'releasing'), counted by the metrics.
+            event(conn, "lease.given_up", gateway=row[1], organization=organization, allocation=row[0], run=holder,
+                  step=row[2])
         after = live_allocation(conn, organization)
     return _result(row is not None, after, after, holder)
 
@@ -519,8 +522,6 @@ def write_step(params, state, detail=None, conn=None):
         event(conn, "step." + state, step=step, host=host or None, cause=detail.get("error"),
               duration=started[0] if started and state != "started" else None,
               detail={"operation": operation}, **ids)
-        if step == "snapshot" and state == "done" and detail.get("snapshot"):
-            event(conn, "snapshot.stored", **dict(ids, detail={key: detail.get(key) for key in ("snapshot", "size_bytes", "pruned")}))
 
 
 def record_step(call):

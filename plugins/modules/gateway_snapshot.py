@@ -22,6 +22,9 @@ description:
   - Refuses when O(allocation_id) is no longer the organization's live allocation (O(verify_allocation)).
   - Keeps the newest O(keep) intact snapshots; the new one always counts, so a good one always stays.
   - When the data equals the latest snapshot, nothing is written (not changed).
+  - A new snapshot is recorded as a C(snapshot.stored) event (its id, size and the ids pruned) when
+    O(verify_allocation=true); the snapshot metrics read them. The event is written after the snapshot
+    is durable, so a database failure at that point is a warning and the snapshot stays.
 extends_documentation_fragment:
   - demiurge.gateway.gateway_data
   - demiurge.gateway.gateway_data.DATA_DIR

@@ -12,10 +12,9 @@ version_added: 0.3.0
 description:
   - Records events that no life-cycle module can write with its change, in one transaction
     with the counters behind the metrics - a periodic job's outcome (V(job.started), V(job.succeeded),
-    V(job.failed)), a repair by reconcile (V(reconcile.repaired)), and a snapshot a data sync stored
-    (V(snapshot.stored)).
-  - The life cycle's own events (claims, steps, activations, releases, rollbacks, gateway status) are
-    written by its modules in the transaction of the change and cannot be recorded here.
+    V(job.failed)) and a repair by reconcile (V(reconcile.repaired)).
+  - The life cycle's own events (claims, steps, activations, releases, rollbacks, gateway status,
+    snapshots stored) are written by its modules with the change and cannot be recorded here.
   - Events are announced on the PostgreSQL channel C(demiurge_gateway_events) when committed.
   - Runs in the controller process when the task runs on the controller.
 extends_documentation_fragment:
@@ -42,7 +41,7 @@ options:
         description: The event's kind.
         type: str
         required: true
-        choices: [job.started, job.succeeded, job.failed, reconcile.repaired, snapshot.stored]
+        choices: [job.started, job.succeeded, job.failed, reconcile.repaired]
       step:
         description:
           - For V(job.*) kinds, the job's name (required), for example V(reconcile) or V(data_sync).
@@ -64,10 +63,7 @@ options:
         description: The run that records it (an AWX job id, say).
         type: str
       detail:
-        description:
-          - Anything else, as a dictionary.
-          - For V(snapshot.stored), C(snapshot) (its id), C(size_bytes) and C(pruned) (ids removed) keep
-            the snapshot metrics current.
+        description: Anything else, as a dictionary.
         type: dict
 seealso:
   - module: demiurge.gateway.pool_event_info

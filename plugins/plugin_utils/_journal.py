@@ -25,14 +25,12 @@ def outcome(result):
 
 
 def _detail(result):
-    """What is worth keeping in a step's record: the snapshot a release pushed (and those it pruned),
-    the snapshot a restore used, or the error."""
+    """What is worth keeping in a step's record: the snapshot a release pushed, the snapshot a
+    restore used, or the error."""
     detail = {}
-    snapshot, restored = result.get("snapshot"), result.get("restored")
-    if isinstance(snapshot, dict):
-        detail.update(snapshot=snapshot.get("id"), size_bytes=snapshot.get("total_size"), pruned=result.get("pruned") or [])
-    if isinstance(restored, dict):
-        detail["restored"] = restored.get("id")
+    for key in ("snapshot", "restored"):
+        if isinstance(result.get(key), dict):
+            detail[key] = result[key].get("id")
     if result.get("failed") or result.get("unreachable"):
         detail["error"] = str(result.get("msg", ""))[:500]
     return detail
