@@ -35,6 +35,9 @@ stage_unit() {
   mkdir -p "$SOURCE_ROOT/ansible_collections/demiurge"
   ln -sfn "$REPO_ROOT" "$SOURCE_ROOT/ansible_collections/demiurge/gateway"
   PYTHONPATH=$SOURCE_ROOT python -m pytest -p no:cacheprovider -q "$REPO_ROOT/tests/unit"
+  # The alert rules' own unit tests.
+  install_system_packages prometheus
+  promtool test rules "$REPO_ROOT/tests/prometheus/demiurge_gateway.rules.test.yml"
 }
 
 stage_sanity() {
@@ -45,11 +48,13 @@ stage_sanity() {
 
 stage_lint() {
   (cd "$REPO_ROOT" && ansible-lint && antsibull-changelog lint)
+  install_system_packages prometheus
+  promtool check rules "$REPO_ROOT/roles/monitoring/files/demiurge_gateway.rules.yml"
 }
 
 stack_playbook() {
   DEMIURGE_ENV=$TEST_ENV DEMIURGE_PORT_BASE=$TEST_PORT_BASE ansible-playbook demiurge.gateway.local_stack \
-    -e local_stack_gateways="$TEST_GATEWAYS"
+    -e local_stack_gateways="$TEST_GATEWAYS" -e local_stack_monitoring=true -e @"$REPO_ROOT/tests/system/monitoring_vars.yml"
 }
 
 stage_stack() {
