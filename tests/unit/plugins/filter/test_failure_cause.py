@@ -24,3 +24,13 @@ def test_failed_items_name_a_pair_by_its_path():
     results = {"results": [{"item": ["edge-1", {"organization": "org-c"}], "error": "EdgeError", "msg": "nginx -t failed"}]}
     assert failed_items(results, "item.1.organization") == ["org-c: nginx -t failed"]
     assert failed_items({"results": [{"item": "edge-2", "failed": True, "msg": "down"}]}) == ["edge-2: down"]
+
+
+def test_repair_events_count_changed_items_only():
+    from ansible_collections.demiurge.gateway.plugins.filter.failure_cause import repair_events
+    results = {"results": [{"changed": True, "item": ["edge-1", {"organization": "o1"}]},
+                           {"changed": False, "item": ["edge-1", {"organization": "o2"}]},
+                           {"changed": True, "failed": True, "item": ["edge-2", {"organization": "o3"}]}]}
+    assert repair_events(results, "route_restored", "item.1.organization", "item.0") == [
+        {"kind": "reconcile.repaired", "step": "route_restored", "organization": "o1", "host": "edge-1"}]
+    assert repair_events({}, "dns_restored", "item.organization") == []

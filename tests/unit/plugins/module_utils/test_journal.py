@@ -33,11 +33,12 @@ class JournalConnection:
             self.broken = True
             raise psycopg.OperationalError("server closed the connection unexpectedly")
         self.statements += 1
-        if sql.startswith("INSERT INTO allocation_steps"):
-            self.hosts.append(params[2])
-            self.states.append(params[3])
-            self.details.append(params[4].obj)
-        return Rows(None if self.lease_lost else ("a1",))
+        if sql.startswith("WITH before"):
+            self.hosts.append(params["h"])
+            self.states.append(params["state"])
+            self.details.append(params["d"].obj)
+            return Rows(None)
+        return Rows(None if self.lease_lost else ("org-1", "gw-1", "allocating"))
 
     def commit(self):
         pass
@@ -91,7 +92,8 @@ def test_records_of_a_step_share_one_connection_and_name_the_host(monkeypatch):
 
 
 def test_a_connection_lost_during_the_step_is_replaced_for_the_next_record(monkeypatch):
-    lost, fresh = JournalConnection(lost_after=2), JournalConnection()
+    # Three statements a record: the lease, the record, its event.
+    lost, fresh = JournalConnection(lost_after=3), JournalConnection()
     assert run_step(monkeypatch, succeed, lost, fresh) == {"changed": True}
     assert lost.states == ["started"] and fresh.states == ["done"]
     assert lost.closed and fresh.closed

@@ -114,9 +114,11 @@ def test_only_the_lease_holder_activates(db):
     with pytest.raises(LeaseHeldError, match="held by run run-1 .* may not activate it"):
         _pool_ops.ensure_allocation(call(state="active", lease_holder="run-2"))
     assert conn.ran("SET status = 'active'") == []
-    conn = db(("FROM organizations_gateways og", [allocation_row(holder="run-1")]))
+    conn = db(("RETURNING extract(epoch", [(1.5,)]), ("FROM organizations_gateways og", [allocation_row(holder="run-1")]))
     assert _pool_ops.ensure_allocation(call(state="active", lease_holder="run-1"))["changed"]
     assert conn.ran("lease_holder = NULL, tmp_handshake_token = NULL") == [("a1",)]
+    activated = conn.ran("INSERT INTO gateway_events")[0]
+    assert activated[0] == "allocation.activated" and activated[7] == "run-1" and activated[8] == 1.5
 
 
 def test_check_mode_predicts_the_activation_of_its_own_predicted_claim(db):
@@ -156,17 +158,22 @@ def test_a_release_takes_over_a_release_whose_run_died(db):
     conn = db(("FROM organizations_gateways og", [allocation_row("releasing", holder="run-9", expired=True)]))
     result = _pool_ops.ensure_allocation(call(state="releasing", lease_holder="run-1"))
     assert result["held"] and result["changed"]
-    assert conn.ran("SET status = %s, lease_holder = %s") == [("releasing", "run-1", 60, "a1")]
+    assert conn.ran("SET status = %s, lease_holder = %s") == [("releasing", "run-1", 60, "releasing", "a1")]
+    assert conn.ran("INSERT INTO gateway_events")[0][:2] == ("lease.taken_over", "g1")
 
 
 def test_journal_records_are_keyed_by_host_and_need_the_lease(db):
-    conn = db(("RETURNING id", [("a1",)]))
+    conn = db(("RETURNING organization_id", [(ORG, "g1", "allocating")]), ("WITH before", [(0.25,)]))
     _pool_ops.write_step({"login_host": "db", "login_port": 1, "login_user": "u", "login_db": "d", "login_password": None,
                           "connect_timeout": 1, "allocation_id": "a1", "step": "route", "host": "edge-2",
                           "lease_seconds": 60, "lease_holder": "run-1"}, "done")
-    assert conn.ran("lease_holder = %s) RETURNING id")[0][2:] == ("run-1", "run-1")
-    assert conn.ran("INSERT INTO allocation_steps")[0][:4] == ("a1", "route", "edge-2", "done")
-    db(("RETURNING id", []))
+    assert conn.ran("lease_holder = %s) RETURNING organization_id")[0][2:] == ("run-1", "run-1")
+    written = conn.ran("INSERT INTO allocation_steps")[0]
+    assert (written["a"], written["s"], written["h"], written["state"]) == ("a1", "route", "edge-2", "done")
+    done = conn.ran("INSERT INTO gateway_events")[0]
+    assert done[:6] == ("step.done", "g1", ORG, "a1", "route", "edge-2") and done[8] == 0.25
+    assert done[9].obj == {"operation": "allocate"}
+    db(("RETURNING organization_id", []))
     with pytest.raises(LeaseHeldError, match="not live under this run's lease"):
         _pool_ops.write_step({"login_host": "db", "login_port": 1, "login_user": "u", "login_db": "d", "login_password": None,
                               "connect_timeout": 1, "allocation_id": "a1", "step": "dns", "lease_seconds": 60,
