@@ -106,7 +106,7 @@ def scrape_median(params, rounds=20):
             assert time.monotonic() < deadline, "the exporter did not answer with the pool's metrics"
             time.sleep(0.2)
         timings = []
-        for _ in range(rounds):
+        for dummy in range(rounds):
             started = time.perf_counter()
             urllib.request.urlopen(url, timeout=10).read()
             timings.append(time.perf_counter() - started)
@@ -132,7 +132,7 @@ def allocations(params, count, suppress_events):
     base = dict(params, connect_timeout=5, state="present", lease_seconds=600, lease_holder="bench", allocation_id=None,
                 wait_seconds=0.0, reason="released", gateway_status="ready", gateway_reason=None)
     timings = []
-    for _ in range(count):
+    for dummy in range(count):
         organization = str(uuid.uuid4())
         started = time.perf_counter()
         claimed = _pool_ops.ensure_allocation(Call(dict(base, organization=organization), False, False, None))
@@ -152,7 +152,7 @@ def allocations(params, count, suppress_events):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--env", default=os.environ.get("DEMIURGE_ENV", "dev-001"))
     parser.add_argument("--port-base", type=int, default=int(os.environ.get("DEMIURGE_PORT_BASE", "15000")))
     parser.add_argument("--events", type=int, default=1000000)

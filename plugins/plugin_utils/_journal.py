@@ -17,6 +17,7 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._errors import Da
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_db import connect
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_ops import write_step
 
+
 def outcome(result):
     """Journal state of a finished task's result."""
     if not (result.get("failed") or result.get("unreachable")):

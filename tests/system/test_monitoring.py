@@ -113,7 +113,7 @@ def two_ready():
 
 
 def test_exhaustion_fires_in_alertmanager_reaches_the_webhook_and_resolves(receiver, two_ready):
-    organizations = [uuid.uuid4() for _ in range(3)]
+    organizations = [uuid.uuid4() for dummy in range(3)]
     for organization in organizations[:2]:
         rc, dummy, out = run("allocate", organization)
         assert rc == 0, plain(out)[-2000:]
@@ -180,7 +180,7 @@ def scrape():
 
 def test_the_metrics_pass_promtool_and_counters_survive_pruning_and_a_new_exporter(pg_params):
     text, before = scrape()
-    check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
     assert before, "no counters scraped"
 

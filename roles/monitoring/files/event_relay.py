@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: Demiurge platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ship the pool's events to one sink: a JSON-lines log file or a webhook.
@@ -109,7 +108,7 @@ def drain(conn, sink, target, batch):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--sink", required=True, help="this sink's name, the key of its cursor in event_sinks")
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--log-file", help="append JSON lines to this file")
@@ -131,7 +130,7 @@ def main():
                     if shipped:
                         log("sink %s: shipped %s events" % (args.sink, shipped))
                     # An event of a transaction still running is not visible yet: poll soon again.
-                    for _ in conn.notifies(timeout=args.poll, stop_after=1):
+                    for dummy in conn.notifies(timeout=args.poll, stop_after=1):
                         pass
         except (psycopg.Error, OSError) as exc:
             log("sink %s: %s; trying again in 5 s" % (args.sink, exc))
