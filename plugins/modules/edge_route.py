@@ -26,6 +26,7 @@ description:
     unless O(force=true).
   - nginx reloads only when the route changed.
 extends_documentation_fragment:
+  - demiurge.gateway.controller
   - demiurge.gateway.journal
   - demiurge.gateway.attributes
 options:

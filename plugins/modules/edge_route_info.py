@@ -13,6 +13,7 @@ description:
   - Reads the route shards under O(config_root) (see M(demiurge.gateway.edge_route)) and lists every
     organization's route with its owner, host name and upstream, for drift checks.
 extends_documentation_fragment:
+  - demiurge.gateway.controller
   - demiurge.gateway.attributes.INFO_MODULE
 options:
   config_root:

@@ -17,9 +17,10 @@ description:
     directory holds no file (empty directories are allowed, as a gateway lays them out on start).
   - It never fails for the gateway's own faults. RV(verified) says whether the gateway may return
     to the pool; when it is false, RV(reason) says why, for the quarantine.
-  - Runs on the gateway's host. In the controller process when that is the controller.
+  - Runs on the gateway's host.
   - In check mode nothing is stopped or wiped, and the gateway is predicted scrubbed.
 extends_documentation_fragment:
+  - demiurge.gateway.controller
   - demiurge.gateway.attributes
 attributes:
   diff_mode:

@@ -21,6 +21,7 @@ description:
   - An organization without snapshots is not an error (a first allocation); nothing changes.
   - When O(data_dir) already holds exactly the snapshot, nothing changes.
 extends_documentation_fragment:
+  - demiurge.gateway.controller
   - demiurge.gateway.gateway_data
   - demiurge.gateway.gateway_data.DATA_DIR
   - demiurge.gateway.journal

@@ -20,8 +20,8 @@ description:
     took the token, and the caller must recycle the gateway when it rolls back.
   - There is no reverse. A gateway leaves an organization by being recycled with
     M(demiurge.gateway.gateway_recycle).
-  - Runs in the controller process when the task runs on the controller.
 extends_documentation_fragment:
+  - demiurge.gateway.controller
   - demiurge.gateway.pool_db
   - demiurge.gateway.journal
   - demiurge.gateway.attributes

@@ -26,6 +26,7 @@ description:
     O(verify_allocation=true); the snapshot metrics read them. The event is written after the snapshot
     is durable, so a database failure at that point is a warning and the snapshot stays.
 extends_documentation_fragment:
+  - demiurge.gateway.controller
   - demiurge.gateway.gateway_data
   - demiurge.gateway.gateway_data.DATA_DIR
   - demiurge.gateway.pool_db

@@ -13,6 +13,7 @@ description:
   - Lists snapshots newest first with time, size, file count, checksum, projects, the allocation
     that made them, and whether the manifest is intact.
 extends_documentation_fragment:
+  - demiurge.gateway.controller
   - demiurge.gateway.gateway_data
   - demiurge.gateway.attributes.INFO_MODULE
 author:

@@ -20,6 +20,7 @@ description:
     names the current owner.
   - Transient API failures are retried (see O(retries)); nothing is written when a call fails.
 extends_documentation_fragment:
+  - demiurge.gateway.controller
   - demiurge.gateway.journal
   - demiurge.gateway.pdns_api
   - demiurge.gateway.pdns_rrset

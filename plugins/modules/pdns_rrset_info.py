@@ -15,6 +15,7 @@ description:
   - With O(list_organizations=true), reads the whole zone once and lists every organization that has
     record sets in it, with their owner (for drift checks).
 extends_documentation_fragment:
+  - demiurge.gateway.controller
   - demiurge.gateway.pdns_api
   - demiurge.gateway.pdns_rrset
   - demiurge.gateway.attributes.INFO_MODULE

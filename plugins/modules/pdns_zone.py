@@ -16,6 +16,7 @@ description:
   - After any change the server's packet cache is flushed for the zone, so names queried before
     the zone existed are answered at once instead of staying REFUSED for the cache lifetime.
 extends_documentation_fragment:
+  - demiurge.gateway.controller
   - demiurge.gateway.pdns_api
   - demiurge.gateway.attributes
 options:

@@ -32,8 +32,8 @@ description:
     gateway is a no-op.
   - Fails with a clean "pool exhausted" error when no ready gateway exists.
   - Check mode runs the transaction and rolls it back, so it reports the gateway that would be claimed.
-  - Runs in the controller process when the task runs on the controller.
 extends_documentation_fragment:
+  - demiurge.gateway.controller
   - demiurge.gateway.pool_db
   - demiurge.gateway.attributes
 options:

@@ -17,8 +17,8 @@ description:
   - Step modules journal themselves through their C(journal) option; this module is for steps of
     one's own.
   - The journal lets the reconcile playbook roll back (or forward) a run that was killed.
-  - Runs in the controller process when the task runs on the controller.
 extends_documentation_fragment:
+  - demiurge.gateway.controller
   - demiurge.gateway.pool_db
   - demiurge.gateway.attributes
 options:

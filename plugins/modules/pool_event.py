@@ -16,18 +16,14 @@ description:
   - The life cycle's own events (claims, steps, activations, releases, rollbacks, gateway status,
     snapshots stored) are written by its modules with the change and cannot be recorded here.
   - Events are announced on the PostgreSQL channel C(demiurge_gateway_events) when committed.
-  - Runs in the controller process when the task runs on the controller.
 extends_documentation_fragment:
+  - demiurge.gateway.controller
   - demiurge.gateway.pool_db
+  - demiurge.gateway.attributes
 attributes:
-  check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   idempotent:
-    description: When run twice in a row with the same arguments, the second run reports no change.
     support: none
     details: Every run records its events again; an event log is not idempotent by nature.
 options:

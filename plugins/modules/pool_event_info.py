@@ -16,8 +16,8 @@ description:
     snapshots stored), oldest first, filtered by organization, gateway, allocation, kind and time.
   - At most O(limit) events per call, never more than 1000; page on with O(after_id) set to the
     returned RV(next_after_id).
-  - Runs in the controller process when the task runs on the controller.
 extends_documentation_fragment:
+  - demiurge.gateway.controller
   - demiurge.gateway.pool_db
   - demiurge.gateway.attributes.INFO_MODULE
 options:

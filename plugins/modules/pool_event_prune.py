@@ -15,19 +15,14 @@ description:
   - The metrics do not read events - counters and histograms are kept in tables of their own - so
     pruning never makes a counter go down.
   - Events an event sink has not read yet are kept, with a warning naming how many.
-  - Runs in the controller process when the task runs on the controller.
 extends_documentation_fragment:
+  - demiurge.gateway.controller
   - demiurge.gateway.pool_db
+  - demiurge.gateway.attributes
 attributes:
-  check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
-  idempotent:
-    description: When run twice in a row with the same arguments, the second run reports no change.
-    support: full
+    details: The result counts the events deleted (RV(pruned)).
 options:
   older_than_days:
     description: Age in days (1 or more) beyond which events are deleted.

@@ -19,8 +19,8 @@ description:
     an IP literal and a port from 1 to 65535 (nginx resolves no names in the edge's map).
   - V(absent) deletes a gateway that was never allocated and retires one with allocation history.
   - One transaction per call; check mode runs it and rolls back.
-  - Runs in the controller process when the task runs on the controller.
 extends_documentation_fragment:
+  - demiurge.gateway.controller
   - demiurge.gateway.pool_db
   - demiurge.gateway.attributes
 options:

@@ -15,8 +15,8 @@ description:
     whose lease expired while allocating or releasing and the gateways left C(resetting) for longer
     than O(stale_seconds) (what the reconcile playbook repairs).
   - Two queries for the allocations and their journals, whatever their number.
-  - Runs in the controller process when the task runs on the controller.
 extends_documentation_fragment:
+  - demiurge.gateway.controller
   - demiurge.gateway.pool_db
   - demiurge.gateway.attributes.INFO_MODULE
 options:

@@ -19,6 +19,7 @@ description:
     know, or one whose checksum differs.
   - In check mode, lists the migrations that would run.
 extends_documentation_fragment:
+  - demiurge.gateway.controller
   - demiurge.gateway.pool_db
   - demiurge.gateway.attributes
 options:

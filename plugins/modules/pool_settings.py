@@ -12,8 +12,8 @@ version_added: 0.3.0
 description:
   - Sets the pool's settings in the pool database, where the metrics and alerts read them.
   - Settings not given are left as they are.
-  - Runs in the controller process when the task runs on the controller.
 extends_documentation_fragment:
+  - demiurge.gateway.controller
   - demiurge.gateway.pool_db
   - demiurge.gateway.attributes
 options:
