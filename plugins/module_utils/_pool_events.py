@@ -131,8 +131,8 @@ POOL_EVENT = ModuleDef(event_argument_spec, record_events)
 # --- pool_event_prune -----------------------------------------------------------------------
 
 def prune_events(call):
-    """Delete events older than older_than_days that every sink has read, in batches; the counters
-    behind the metrics live elsewhere and are untouched."""
+    """Delete events older than older_than_days that every reader (the sinks, the rollup behind the
+    metrics) has read, in batches; the counters live in tables of their own and are untouched."""
     params = call.params
     if params["older_than_days"] < 1:
         raise InvalidInputError("older_than_days %s is below 1" % params["older_than_days"],
@@ -140,6 +140,10 @@ def prune_events(call):
     condition = ("at < now() - make_interval(days => %s) AND NOT EXISTS (SELECT 1 FROM event_sinks s "
                  "WHERE (txid, id) > (s.last_txid, s.last_id))")
     pruned = 0
+    if not call.check_mode:
+        # The rollup is a reader like the sinks: bring it up to date so the counters lose nothing.
+        with Transaction(params, False) as conn:
+            conn.execute("SELECT func_events_rollup()")
     with Transaction(params, True) as conn:
         candidates = conn.execute("SELECT count(*) FROM gateway_events WHERE " + condition,
                                   (params["older_than_days"],)).fetchone()[0]

@@ -294,24 +294,23 @@ CREATE TABLE pool_settings (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 
--- Counters and histograms kept by the event trigger: monotonic whatever is pruned from
--- gateway_events. Rows are spread over shards (by backend) so concurrent runs do not queue on one row.
+-- Counters, histograms, the snapshot inventory and the jobs' outcomes, derived from the events by
+-- func_events_rollup (the metrics' scrape runs it). Writing an event stays a plain insert, and
+-- these tables keep their totals whatever is pruned from gateway_events.
 CREATE TABLE event_counters (
     kind  text NOT NULL,
     step  text NOT NULL DEFAULT '',
-    shard smallint NOT NULL,
     value bigint NOT NULL DEFAULT 0,
-    PRIMARY KEY (kind, step, shard)
+    PRIMARY KEY (kind, step)
 );
 CREATE TABLE event_durations (
-    metric    text NOT NULL,            -- 'step' or 'operation'
-    operation text NOT NULL,            -- 'allocate' or 'release'
-    label     text NOT NULL,            -- the step, or the operation's result
+    metric    text NOT NULL,             -- 'step' or 'operation'
+    operation text NOT NULL,             -- 'allocate' or 'release'
+    label     text NOT NULL,             -- the step, or the operation's result
     le        double precision NOT NULL, -- the bucket's upper bound (not cumulative here)
-    shard     smallint NOT NULL,
     count     bigint NOT NULL DEFAULT 0,
     sum       double precision NOT NULL DEFAULT 0,
-    PRIMARY KEY (metric, operation, label, le, shard)
+    PRIMARY KEY (metric, operation, label, le)
 );
 -- Snapshots in central storage, as the life cycle stored and pruned them.
 CREATE TABLE snapshot_inventory (
@@ -328,7 +327,8 @@ CREATE TABLE job_runs (
     last_failure_at timestamptz,
     last_cause      text
 );
--- How far each event sink (the log file, the webhook) has read, in the sinks' (txid, id) order.
+-- How far each reader of the events has read, in (txid, id) order: the event sinks (the log file,
+-- the webhook) by name, and the rollup as 'rollup'.
 CREATE TABLE event_sinks (
     name       text PRIMARY KEY,
     last_txid  xid8 NOT NULL DEFAULT '0',
@@ -336,6 +336,7 @@ CREATE TABLE event_sinks (
     last_at    timestamptz,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+INSERT INTO event_sinks (name) VALUES ('rollup');
 
 CREATE FUNCTION func_duration_bucket(p_seconds double precision) RETURNS double precision
 LANGUAGE sql IMMUTABLE AS $$
@@ -343,50 +344,114 @@ LANGUAGE sql IMMUTABLE AS $$
     WHERE b >= p_seconds
 $$;
 
-CREATE FUNCTION trg_gateway_event() RETURNS trigger
-LANGUAGE plpgsql AS $$
+-- Fold the events not yet rolled up into the derived tables, set by set; how many it folded.
+-- Only events of transactions older than every running one are read, in (txid, id) order, so an
+-- event that commits late is never skipped. One rollup at a time; the next finds the work done.
+-- SECURITY DEFINER: a monitoring role that may only read the pool can still run it.
+CREATE FUNCTION func_events_rollup() RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
-    v_shard smallint := pg_backend_pid() % 8;
-    v_operation text := NEW.detail->>'operation';
-    v_id text;
+    v_from record;
+    v_to record;
+    v_count bigint;
 BEGIN
-    INSERT INTO event_counters AS c (kind, step, shard, value) VALUES (NEW.kind, coalesce(NEW.step, ''), v_shard, 1)
-    ON CONFLICT (kind, step, shard) DO UPDATE SET value = c.value + 1;
-    IF NEW.duration_seconds IS NOT NULL AND v_operation IS NOT NULL THEN
-        INSERT INTO event_durations AS d (metric, operation, label, le, shard, count, sum)
-        VALUES (CASE WHEN NEW.kind LIKE 'step.%' THEN 'step' ELSE 'operation' END, v_operation,
-                CASE WHEN NEW.kind LIKE 'step.%' THEN NEW.step ELSE split_part(NEW.kind, '.', 2) END,
-                func_duration_bucket(NEW.duration_seconds), v_shard, 1, NEW.duration_seconds)
-        ON CONFLICT (metric, operation, label, le, shard) DO UPDATE SET count = d.count + 1, sum = d.sum + EXCLUDED.sum;
+    PERFORM pg_advisory_xact_lock(hashtextextended('demiurge.gateway/events-rollup', 0));
+    SELECT last_txid AS txid, last_id AS id INTO v_from FROM event_sinks WHERE name = 'rollup' FOR UPDATE;
+    -- The batch ends at its last visible event; every event up to there is settled (committed or
+    -- rolled back), so the batch's bounds stay right whatever commits meanwhile.
+    SELECT txid, id, at, count(*) OVER () AS n INTO v_to FROM (
+        SELECT txid, id, at FROM gateway_events
+        WHERE (txid, id) > (v_from.txid, v_from.id) AND txid < pg_snapshot_xmin(pg_current_snapshot())
+        ORDER BY txid, id LIMIT 100000) AS batch
+    ORDER BY txid DESC, id DESC LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN 0;
     END IF;
-    IF NEW.kind = 'snapshot.stored' AND NEW.detail ? 'snapshot' THEN
-        INSERT INTO snapshot_inventory (organization_id, snapshot_id, size_bytes)
-        VALUES (NEW.organization_id, NEW.detail->>'snapshot', coalesce((NEW.detail->>'size_bytes')::bigint, 0))
-        ON CONFLICT DO NOTHING;
-    END IF;
-    IF NEW.kind = 'snapshot.stored' AND jsonb_typeof(NEW.detail->'pruned') = 'array' THEN
-        FOR v_id IN SELECT jsonb_array_elements_text(NEW.detail->'pruned') LOOP
-            DELETE FROM snapshot_inventory WHERE organization_id = NEW.organization_id AND snapshot_id = v_id;
-        END LOOP;
-    END IF;
-    IF NEW.kind IN ('job.succeeded', 'job.failed') THEN
-        INSERT INTO job_runs AS j (job, last_success_at, last_failure_at, last_cause)
-        VALUES (NEW.step, CASE WHEN NEW.kind = 'job.succeeded' THEN NEW.at END,
-                CASE WHEN NEW.kind = 'job.failed' THEN NEW.at END, NEW.cause)
-        ON CONFLICT (job) DO UPDATE SET
-            last_success_at = coalesce(EXCLUDED.last_success_at, j.last_success_at),
-            last_failure_at = coalesce(EXCLUDED.last_failure_at, j.last_failure_at),
-            last_cause = CASE WHEN NEW.kind = 'job.failed' THEN NEW.cause ELSE j.last_cause END;
-    END IF;
-    -- Live consumers; delivered at commit, so a rolled-back change announces nothing.
+    v_count := v_to.n;
+
+    INSERT INTO event_counters AS c (kind, step, value)
+    SELECT kind, coalesce(step, ''), count(*) FROM gateway_events
+    WHERE (txid, id) > (v_from.txid, v_from.id) AND (txid, id) <= (v_to.txid, v_to.id)
+    GROUP BY 1, 2
+    ON CONFLICT (kind, step) DO UPDATE SET value = c.value + EXCLUDED.value;
+
+    INSERT INTO event_durations AS d (metric, operation, label, le, count, sum)
+    SELECT CASE WHEN kind LIKE 'step.%' THEN 'step' ELSE 'operation' END, detail->>'operation',
+           CASE WHEN kind LIKE 'step.%' THEN step ELSE split_part(kind, '.', 2) END,
+           func_duration_bucket(duration_seconds), count(*), sum(duration_seconds)
+    FROM gateway_events
+    WHERE (txid, id) > (v_from.txid, v_from.id) AND (txid, id) <= (v_to.txid, v_to.id)
+      AND duration_seconds IS NOT NULL AND detail ? 'operation'
+    GROUP BY 1, 2, 3, 4
+    ON CONFLICT (metric, operation, label, le) DO UPDATE SET count = d.count + EXCLUDED.count, sum = d.sum + EXCLUDED.sum;
+
+    INSERT INTO snapshot_inventory (organization_id, snapshot_id, size_bytes, stored_at)
+    SELECT organization_id, detail->>'snapshot', coalesce((detail->>'size_bytes')::bigint, 0), at FROM gateway_events
+    WHERE (txid, id) > (v_from.txid, v_from.id) AND (txid, id) <= (v_to.txid, v_to.id)
+      AND kind = 'snapshot.stored' AND detail ? 'snapshot'
+    ON CONFLICT DO NOTHING;
+    DELETE FROM snapshot_inventory s USING gateway_events e
+    WHERE (e.txid, e.id) > (v_from.txid, v_from.id) AND (e.txid, e.id) <= (v_to.txid, v_to.id)
+      AND e.kind = 'snapshot.stored' AND jsonb_typeof(e.detail->'pruned') = 'array'
+      AND s.organization_id = e.organization_id AND e.detail->'pruned' ? s.snapshot_id;
+
+    INSERT INTO job_runs AS j (job, last_success_at, last_failure_at, last_cause)
+    SELECT step, max(at) FILTER (WHERE kind = 'job.succeeded'), max(at) FILTER (WHERE kind = 'job.failed'),
+           (array_agg(cause ORDER BY at DESC) FILTER (WHERE kind = 'job.failed'))[1]
+    FROM gateway_events
+    WHERE (txid, id) > (v_from.txid, v_from.id) AND (txid, id) <= (v_to.txid, v_to.id)
+      AND kind IN ('job.succeeded', 'job.failed')
+    GROUP BY step
+    ON CONFLICT (job) DO UPDATE SET
+        last_success_at = greatest(j.last_success_at, EXCLUDED.last_success_at),
+        last_failure_at = greatest(j.last_failure_at, EXCLUDED.last_failure_at),
+        last_cause = coalesce(EXCLUDED.last_cause, j.last_cause);
+
+    UPDATE event_sinks SET last_txid = v_to.txid, last_id = v_to.id, last_at = v_to.at, updated_at = now()
+    WHERE name = 'rollup';
+    RETURN v_count;
+END $$;
+
+-- What the metrics read: each rolls the events up first, in its own statement, so a scrape shows
+-- every event settled before it.
+CREATE FUNCTION func_event_counters() RETURNS SETOF event_counters
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+BEGIN
+    PERFORM func_events_rollup();
+    RETURN QUERY SELECT * FROM event_counters;
+END $$;
+CREATE FUNCTION func_event_durations() RETURNS SETOF event_durations
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+BEGIN
+    PERFORM func_events_rollup();
+    RETURN QUERY SELECT * FROM event_durations;
+END $$;
+CREATE FUNCTION func_snapshot_inventory() RETURNS SETOF snapshot_inventory
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+BEGIN
+    PERFORM func_events_rollup();
+    RETURN QUERY SELECT * FROM snapshot_inventory;
+END $$;
+CREATE FUNCTION func_job_runs() RETURNS SETOF job_runs
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+BEGIN
+    PERFORM func_events_rollup();
+    RETURN QUERY SELECT * FROM job_runs;
+END $$;
+
+-- Live consumers; delivered at commit, so a rolled-back change announces nothing. Nothing else
+-- happens when an event is written: the rollup does the counting later.
+CREATE FUNCTION trg_gateway_event_notify() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
     PERFORM pg_notify('demiurge_gateway_events', json_build_object(
         'id', NEW.id, 'at', NEW.at, 'kind', NEW.kind, 'organization', NEW.organization_id,
         'gateway', NEW.gateway_id, 'allocation', NEW.allocation_id, 'step', NEW.step, 'host', NEW.host,
         'cause', left(NEW.cause, 500))::text);
     RETURN NULL;
 END $$;
-CREATE TRIGGER gateway_events_derive AFTER INSERT ON gateway_events
-    FOR EACH ROW EXECUTE FUNCTION trg_gateway_event();
+CREATE TRIGGER gateway_events_notify AFTER INSERT ON gateway_events
+    FOR EACH ROW EXECUTE FUNCTION trg_gateway_event_notify();
 
 -- The end of an allocation is recorded as what it was: released, or rolled back at the step that
 -- failed (the journal's first record that did not finish), with its duration.

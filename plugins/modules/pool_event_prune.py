@@ -10,10 +10,11 @@ module: pool_event_prune
 short_description: Delete old pool events
 version_added: 0.3.0
 description:
-  - Deletes events older than O(older_than_days) that every event sink (the log file, the webhook)
-    has already read, in batches of O(batch_size), each in its own short transaction.
-  - The metrics do not read events - counters and histograms are kept in tables of their own - so
-    pruning never makes a counter go down.
+  - Deletes events older than O(older_than_days) that every reader has already read - the event sinks
+    (the log file, the webhook) and the rollup behind the metrics, which it first brings up to date -
+    in batches of O(batch_size), each in its own short transaction.
+  - The metrics read counters and histograms from tables of their own, so pruning never makes a counter
+    go down.
   - Events an event sink has not read yet are kept, with a warning naming how many.
 extends_documentation_fragment:
   - demiurge.gateway.controller

@@ -20,6 +20,7 @@ import pytest
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import Call
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_events import prune_events
 from ansible_collections.demiurge.gateway.plugins.module_utils._paths import state_path
+from conftest import connect
 from invariants import db
 from lifecycle import ENV, REPO, plain, run, run_and_kill, wait_leases_expired
 
@@ -186,10 +187,11 @@ def test_the_metrics_pass_promtool_and_counters_survive_pruning_and_a_new_export
     assert check.returncode == 0, check.stdout + check.stderr
     assert before, "no counters scraped"
 
-    # Every event old enough, and every sink caught up: pruning deletes them all.
+    # Every event old enough, and every sink caught up: pruning (which rolls up first) deletes them all.
     with db() as conn:
         conn.execute("UPDATE gateway_events SET at = at - interval '3 days'")
-        conn.execute("UPDATE event_sinks SET (last_txid, last_id) = (SELECT max(txid), max(id) FROM gateway_events)")
+        conn.execute("UPDATE event_sinks SET (last_txid, last_id) = (SELECT max(txid), max(id) FROM gateway_events) "
+                     "WHERE name <> 'rollup'")
     call = Call(dict(pg_params, older_than_days=2, batch_size=1000), False, False, None)
     assert prune_events(call)["pruned"] > 0
     with db() as conn:
@@ -217,3 +219,37 @@ def test_the_metrics_pass_promtool_and_counters_survive_pruning_and_a_new_export
     after = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in fresh_text.splitlines()
              if line.rsplit(" ", 1)[0] in before}
     assert after == before
+
+
+def test_the_rollup_never_skips_an_event_whose_transaction_commits_late(scratch_db):
+    """Both orders of (transaction id, event id): an event of a transaction still running holds the
+    rollup back, and is counted once it commits, with every event after it."""
+    def rollup():
+        with connect(scratch_db, autocommit=True) as conn:
+            return conn.execute("SELECT func_events_rollup()").fetchone()[0]
+
+    def counted(kind):
+        with connect(scratch_db, autocommit=True) as conn:
+            row = conn.execute("SELECT value FROM event_counters WHERE kind = %s", (kind,)).fetchone()
+        return row[0] if row else 0
+
+    for late_takes_its_id_first in (True, False):
+        late, other = connect(scratch_db), connect(scratch_db, autocommit=True)
+        try:
+            if late_takes_its_id_first:
+                late.execute("SELECT pg_current_xact_id()")  # older transaction, newer event id
+            else:
+                late.execute("INSERT INTO gateway_events (kind) VALUES ('test.late')")
+            other.execute("INSERT INTO gateway_events (kind) VALUES ('test.other')")
+            if late_takes_its_id_first:
+                late.execute("INSERT INTO gateway_events (kind) VALUES ('test.late')")
+            before = counted("test.other")
+            rollup()
+            assert counted("test.other") == before, "an event after a running transaction's was counted early"
+            late.commit()
+            rollup()
+            assert counted("test.other") == before + 1
+        finally:
+            late.close()
+            other.close()
+    assert counted("test.late") == 2 and rollup() == 0

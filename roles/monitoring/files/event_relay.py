@@ -118,6 +118,8 @@ def main():
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--poll", type=float, default=1, help="seconds between reads without a notification")
     args = parser.parse_args()
+    if args.sink == "rollup":
+        parser.error("sink name 'rollup' is the metrics' own cursor; choose another")
     target = LogFile(args.log_file) if args.log_file else Webhook(args.webhook_url, args.timeout, args.retries)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     while True:
