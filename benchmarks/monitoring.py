@@ -1,7 +1,8 @@
 """What monitoring costs: one scrape of the pool's metrics at scale, and events per allocation.
 
-Usage (from the repository root, with the local stack up; it uses the stack's PostgreSQL and
-prometheus-postgres-exporter, and scratch databases it drops afterwards):
+Usage (from the repository root, with the local stack up with its monitoring part,
+`-e local_stack_monitoring=true`; it uses the stack's PostgreSQL and prometheus-postgres-exporter,
+and scratch databases it drops afterwards):
     .venv/bin/python benchmarks/monitoring.py [--env dev-001] [--port-base 15000] [--events 1000000]
 
 Scrape: the exporter with the collection's queries, over a pool of 10,000 gateways, 10,000 live
@@ -15,6 +16,7 @@ Targets: a scrape at most 200 ms; events at most 5 ms per allocation.
 
 import argparse
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -88,6 +90,9 @@ def free_port():
 
 
 def scrape_median(params, rounds=20):
+    if shutil.which("prometheus-postgres-exporter") is None:
+        sys.exit("prometheus-postgres-exporter is not installed: bring the local stack up with "
+                 "-e local_stack_monitoring=true (README, docs/howto-monitoring.md), then run this again")
     port = free_port()
     env = dict(os.environ, DATA_SOURCE_URI="%s:%s/%s?sslmode=disable" % (params["login_host"], params["login_port"],
                                                                          params["login_db"]),

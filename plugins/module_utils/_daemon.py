@@ -95,10 +95,12 @@ class Daemon:
 
     def __init__(self, name, pidfile, argv=None, log_file=None, user=None, chdir=None, environment=None,
                  wait_host="127.0.0.1", wait_port=None, wait_timeout=30.0,
-                 stop_signal="TERM", reload_signal="HUP", stop_timeout=30.0):
+                 stop_signal="TERM", reload_signal="HUP", stop_timeout=30.0, program=None):
         self.name = name
         self.argv = [str(arg) for arg in argv or ()]
         self.program = self.argv[0] if self.argv else None
+        # What the process runs once started: argv[0], unless argv[0] is a wrapper that execs it.
+        self.runs = program or self.program
         self.pidfile = pidfile
         self.log_file = log_file
         self.user = user
@@ -110,11 +112,12 @@ class Daemon:
         self.stop_signal = self._signal(stop_signal)
         self.reload_signal = self._signal(reload_signal)
         self.stop_timeout = stop_timeout
-        if self.program is not None and not (os.path.isabs(self.program) and os.access(self.program, os.X_OK)):
-            raise InvalidInputError(
-                "Program %s of service %s is not an absolute path to an executable" % (self.program, name),
-                hint="Install the package that provides it or fix argv[0]",
-            )
+        for executable in {self.program, self.runs} - {None}:
+            if not (os.path.isabs(executable) and os.access(executable, os.X_OK)):
+                raise InvalidInputError(
+                    "Program %s of service %s is not an absolute path to an executable" % (executable, name),
+                    hint="Install the package that provides it or fix argv[0] (or program)",
+                )
 
     def _signal(self, name):
         try:
@@ -124,7 +127,7 @@ class Daemon:
 
     def pid(self):
         """Pid of the running process; without argv, trusts the program recorded at start."""
-        return running_pid(self.pidfile, self.program)
+        return running_pid(self.pidfile, self.runs)
 
     def _account(self):
         if self.user is None:
@@ -179,7 +182,7 @@ class Daemon:
             os.setsid()
             # Written by the child itself, before it drops privileges: a caller killed right after
             # the fork still leaves the process tracked, so the next stop or restart finds it.
-            _write_atomic(self.pidfile, "%d\n%s\n" % (os.getpid(), os.path.realpath(self.program)))
+            _write_atomic(self.pidfile, "%d\n%s\n" % (os.getpid(), os.path.realpath(self.runs)))
             devnull = os.open(os.devnull, os.O_RDONLY)
             os.dup2(devnull, 0)
             os.dup2(log, 1)
@@ -292,6 +295,7 @@ def daemon_argument_spec():
         "stop_signal": {"type": "str", "default": "TERM"},
         "reload_signal": {"type": "str", "default": "HUP"},
         "stop_timeout": {"type": "float", "default": 30},
+        "program": {"type": "path"},
     }
 
 
@@ -301,7 +305,7 @@ def _daemon_body(call):
         params["name"], params["pidfile"], argv=params["argv"], log_file=params["log_file"], user=params["user"],
         chdir=params["chdir"], environment=params["environment"], wait_host=params["wait_host"],
         wait_port=params["wait_port"], wait_timeout=params["wait_timeout"], stop_signal=params["stop_signal"],
-        reload_signal=params["reload_signal"], stop_timeout=params["stop_timeout"],
+        reload_signal=params["reload_signal"], stop_timeout=params["stop_timeout"], program=params["program"],
     )
     changed, before, after = daemon.ensure(params["state"], check_mode=call.check_mode)
     return {"changed": changed, "state": after, "pid": daemon.pid(),

@@ -85,3 +85,7 @@ class LeaseHeldError(GatewayError):
 
 class StorageError(GatewayError):
     """The operating system refused a file operation (disk full, read-only, permissions)."""
+
+
+class HostSetupError(GatewayError):
+    """A lab host's network or mount namespace could not be made or removed."""

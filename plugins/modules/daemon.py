@@ -36,6 +36,13 @@ options:
       - Required to start; stopping uses the program recorded in O(pidfile).
     type: list
     elements: str
+  program:
+    description:
+      - Absolute path of the program the process runs once started, when O(argv[0]) is a wrapper
+        that replaces itself with it (C(nsenter), C(chpst)). The pid file is trusted only while the
+        process runs this program.
+      - Defaults to O(argv[0]).
+    type: path
   pidfile:
     description: File that records the pid of the running process.
     type: path
