@@ -20,6 +20,7 @@ import re
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import HostSetupError, InvalidInputError
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import ModuleDef
+from ansible_collections.demiurge.gateway.plugins.module_utils._paths import local_dev_dir
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,23}$")
 _HINT = ("Run it as root on Linux, where ip netns, unshare and nsenter may create network and mount "
@@ -33,7 +34,7 @@ def lab_host_argument_spec():
         "address": {"type": "str"},
         "bridge": {"type": "str", "required": True},
         "bridge_address": {"type": "str"},
-        "private_paths": {"type": "list", "elements": "path", "default": ["/var/lib/demiurge", "/tmp"]},
+        "private_paths": {"type": "list", "elements": "path"},
         "private_size": {"type": "str", "default": "512m"},
         "lab_dir": {"type": "path", "required": True},
         "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
@@ -47,7 +48,8 @@ class LabHost:
         self.netns = "dg-%s-%s" % (params["env_name"], params["name"])
         self.mount_dir = os.path.join(params["lab_dir"], "mnt")
         self.mount_file = os.path.join(self.mount_dir, params["name"])
-        self.private_paths = params["private_paths"]
+        # By default the state root (what every role's state_path is under) and /tmp.
+        self.private_paths = params["private_paths"] or [local_dev_dir(), "/tmp"]
         self.private_size = params["private_size"]
         self._run_command = run_command
         self.address = self.bridge_address = self.veth = None

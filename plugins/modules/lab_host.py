@@ -45,10 +45,13 @@ options:
         through it. Required when present.
     type: str
   private_paths:
-    description: Paths that are a private tmpfs inside the host.
+    description:
+      - Paths that are a private tmpfs inside the host.
+      - Defaults to the root of the environments' state (C(LOCAL_DEV_DIR), the root of every path
+        the filter P(demiurge.gateway.state_path#filter) builds) and C(/tmp), so the collection's roles keep a
+        host's state in its private area.
     type: list
     elements: path
-    default: [/var/lib/demiurge, /tmp]
   private_size:
     description: Size limit of each private tmpfs (C(mount -o size=)).
     type: str

@@ -5,6 +5,7 @@ import pytest
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import InvalidInputError
 from ansible_collections.demiurge.gateway.plugins.module_utils._lab_host import LAB_HOST, lab_host_argument_spec
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import Call
+from ansible_collections.demiurge.gateway.plugins.module_utils._paths import local_dev_dir
 
 
 def params(**overrides):
@@ -36,7 +37,7 @@ def test_check_mode_plans_the_whole_host_and_runs_only_looks():
     assert planned[0] == "ip link add name dglab150 type bridge"
     assert "ip netns add dg-lab-001-edge1" in planned
     assert "ip link add dglab150-11 type veth peer name eth0 netns dg-lab-001-edge1" in planned
-    assert any("mount -t tmpfs" in command and command.endswith("/var/lib/demiurge") for command in planned)
+    assert any("mount -t tmpfs" in command and command.endswith(" " + local_dev_dir()) for command in planned)
     assert any("mount -t tmpfs" in command and command.endswith("/tmp") for command in planned)
     looks = {"ip", "findmnt", "nsenter"}
     assert all(argv[0] in looks and "add" not in argv and "mount" not in argv[:3] for argv in machine.commands)
