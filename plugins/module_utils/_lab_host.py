@@ -63,8 +63,8 @@ class LabHost:
     def run(self, argv, check=True):
         rc, out, err = self._run_command(argv)
         if check and rc != 0:
-            raise HostSetupError("Lab host %s: `%s` failed (exit %s): %s" % (self.name, " ".join(argv), rc,
-                                                                           (err or out).strip()[-500:]),
+            cause = (err or out).strip()[-500:]
+            raise HostSetupError("Lab host %s: `%s` failed (exit %s): %s" % (self.name, " ".join(argv), rc, cause),
                                  hint=_HINT, host=self.name)
         return rc, out
 
@@ -198,8 +198,7 @@ def _lab_host_body(call):
     params = call.params
     for key in ("name", "env_name"):
         if not _NAME.match(params[key]):
-            raise InvalidInputError("Lab host %s: %s %r is not a short lower-case name" % (params["name"], key,
-                                                                                         params[key]),
+            raise InvalidInputError("Lab host %s: %s %r is not a short lower-case name" % (params["name"], key, params[key]),
                                     hint="Use up to 24 of a-z, 0-9 and -, starting with a letter or digit")
     if len(params["bridge"]) > 15 or not _NAME.match(params["bridge"]):
         raise InvalidInputError("Lab host %s: bridge %r is not a valid interface name" % (params["name"], params["bridge"]),

@@ -2,7 +2,6 @@
 
 import pytest
 
-from ansible_collections.demiurge.gateway.plugins.module_utils._errors import InvalidInputError
 from ansible_collections.demiurge.gateway.plugins.module_utils._lab_host import LAB_HOST, lab_host_argument_spec
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import Call
 from ansible_collections.demiurge.gateway.plugins.module_utils._paths import local_dev_dir
