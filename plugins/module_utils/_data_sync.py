@@ -4,6 +4,13 @@
 """PRIVATE to demiurge.gateway: may change without notice.
 
 Module bodies for gateway_snapshot, gateway_restore and gateway_snapshot_info.
+
+gateway_snapshot moves data from a gateway's data directory to storage, and
+gateway_restore from storage to a gateway's data directory: on one host
+directly, or between hosts through a bundle file that the action plugin carries
+over Ansible's connections (one task writes it on one host, the next reads it
+on the other). bundle_flow() tells the action plugin which way a task's bundle
+goes.
 """
 
 from __future__ import annotations
@@ -12,20 +19,24 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import
 from ansible_collections.demiurge.gateway.plugins.module_utils._journal import journal_argument_spec
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import ModuleDef
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_db import pool_db_argument_spec
-from ansible_collections.demiurge.gateway.plugins.module_utils._errors import DatabaseError
+from ansible_collections.demiurge.gateway.plugins.module_utils._errors import DatabaseError, InvalidInputError
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_ops import Transaction, event
 from ansible_collections.demiurge.gateway.plugins.module_utils._snapshot import (
     SnapshotError,
+    bundle_data,
+    bundle_snapshot,
     list_snapshots,
     matches,
     newest,
+    restore_bundle,
     restore_snapshot,
+    store_bundle,
     summary,
     take_snapshot,
 )
 
 
-def _require_live_allocation(params, organization, allocation_id):
+def require_live_allocation(params, organization, allocation_id):
     with Transaction(params, True) as conn:
         row = conn.execute("SELECT id FROM organizations_gateways WHERE organization_id = %s AND stopped_at IS NULL",
                            (organization,)).fetchone()
@@ -38,17 +49,43 @@ def _require_live_allocation(params, organization, allocation_id):
 
 def _storage_spec():
     return {
-        "data_dir": {"type": "path", "required": True},
-        "storage_dir": {"type": "path", "required": True},
+        "data_dir": {"type": "path"},
+        "storage_dir": {"type": "path"},
+        "bundle": {"type": "path"},
         "organization": {"type": "str", "required": True},
     }
+
+
+# Each task names two of the three places: data_dir and storage_dir on one host, or one of them
+# and the bundle that carries the snapshot to or from another host.
+_TWO_PLACES = {"required_one_of": [["data_dir", "bundle"], ["storage_dir", "bundle"]]}
+
+
+def _one_move(params, module):
+    if all(params.get(key) for key in ("data_dir", "storage_dir", "bundle")):
+        raise InvalidInputError("%s takes two of data_dir, storage_dir and bundle, not all three" % module,
+                                hint="On one host give data_dir and storage_dir; between hosts, bundle and the one on this host")
+
+
+def bundle_flow(params, source):
+    """'out' when the task writes its bundle (for the controller to fetch), 'in' when it reads one
+    (that the controller puts on the host first), None without a bundle. `source` is the place
+    data comes from in this module (data_dir for gateway_snapshot, storage_dir for gateway_restore)."""
+    if not params.get("bundle"):
+        return None
+    return "out" if params.get(source) else "in"
 
 
 def snapshot_body(call):
     params = call.params
     organization = organization_id(params["organization"])
+    _one_move(params, "gateway_snapshot")
     if params["verify_allocation"]:
-        _require_live_allocation(params, organization, params["allocation_id"])
+        require_live_allocation(params, organization, params["allocation_id"])
+    if params.get("bundle") and params["data_dir"]:
+        return _bundle_out(call, organization)
+    if params.get("bundle"):
+        return _bundle_in(call, organization)
     latest = next((m for m in list_snapshots(params["storage_dir"], organization) if m["intact"]), None)
     if latest is not None and matches(params["data_dir"], latest):
         return {"changed": False, "snapshot": summary(latest), "pruned": []}
@@ -56,20 +93,47 @@ def snapshot_body(call):
                                                params["allocation_id"], params["keep"], params["allow_shrink"],
                                                call.check_mode)
     if params["verify_allocation"] and not call.check_mode:
-        _record_stored(call, organization, manifest, pruned)
+        record_stored(call.params, organization, manifest, pruned, call.warn)
+    return _stored(manifest, pruned, previous)
+
+
+def _stored(manifest, pruned, previous):
     return {"changed": True, "snapshot": summary(manifest), "pruned": pruned,
             "diff": {"before": {"latest": previous["id"] if previous else None}, "after": {"latest": manifest["id"]}}}
 
 
-def _record_stored(call, organization, manifest, pruned):
+def _bundle_out(call, organization):
+    params = call.params
+    latest = params["latest"]
+    manifest = bundle_data(params["data_dir"], params["bundle"], organization, params["allocation_id"],
+                           latest if latest and latest.get("files") is not None else None,
+                           params["allow_shrink"], call.check_mode)
+    if manifest is None:
+        return {"changed": False, "snapshot": summary(latest), "bundle": None}
+    return {"changed": True, "snapshot": summary(manifest), "bundle": None if call.check_mode else params["bundle"],
+            "diff": {"before": {"latest": latest.get("id") if latest else None}, "after": {"latest": manifest["id"]}}}
+
+
+def _bundle_in(call, organization):
+    params = call.params
+    manifest, pruned, previous, stored = store_bundle(params["bundle"], params["storage_dir"], organization,
+                                                      params["keep"], params["allow_shrink"], call.check_mode)
+    if not stored:
+        return {"changed": False, "snapshot": summary(dict(manifest, intact=True)), "pruned": []}
+    if params["verify_allocation"] and not call.check_mode:
+        record_stored(params, organization, manifest, pruned, call.warn)
+    return _stored(dict(manifest, intact=True), pruned, previous)
+
+
+def record_stored(params, organization, manifest, pruned, warn):
     """The snapshot is durable in storage before its event is written, so a failure here costs the
     snapshot metrics one entry (until the next push), never the snapshot: a warning, not a failure."""
     try:
-        with Transaction(call.params, False) as conn:
-            event(conn, "snapshot.stored", organization=organization, allocation=call.params["allocation_id"],
+        with Transaction(params, False) as conn:
+            event(conn, "snapshot.stored", organization=organization, allocation=params["allocation_id"],
                   detail={"snapshot": manifest["id"], "size_bytes": manifest.get("total_size"), "pruned": pruned})
     except DatabaseError as exc:
-        call.warn("Snapshot %s is stored, but its event was not recorded: %s" % (manifest["id"], exc))
+        warn("Snapshot %s is stored, but its event was not recorded: %s" % (manifest["id"], exc))
 
 
 def snapshot_argument_spec():
@@ -81,6 +145,7 @@ def snapshot_argument_spec():
         keep={"type": "int", "default": 5},
         allow_shrink={"type": "bool", "default": False},
         verify_allocation={"type": "bool", "default": True},
+        latest={"type": "dict"},
     )
     return spec
 
@@ -88,6 +153,17 @@ def snapshot_argument_spec():
 def restore_body(call):
     params = call.params
     organization = organization_id(params["organization"])
+    _one_move(params, "gateway_restore")
+    if params.get("bundle") and params["storage_dir"]:
+        chosen = bundle_snapshot(params["storage_dir"], organization, params["snapshot"], params["bundle"], call.check_mode)
+        return {"changed": False, "restored": summary(chosen) if chosen else None,
+                "bundle": params["bundle"] if chosen and not call.check_mode else None}
+    if params.get("bundle"):
+        manifest, changed = restore_bundle(params["bundle"], params["data_dir"], organization, call.check_mode)
+        result = {"changed": changed, "restored": summary(dict(manifest, intact=True))}
+        if changed:
+            result["diff"] = {"before": {}, "after": {"snapshot": manifest["id"]}}
+        return result
     history = list_snapshots(params["storage_dir"], organization)
     wanted = next((m for m in history if m["id"] == params["snapshot"]), None) if params["snapshot"] else newest(history)
     if wanted is not None and wanted["intact"] and matches(params["data_dir"], wanted):
@@ -107,13 +183,18 @@ def restore_argument_spec():
 
 def info_body(call):
     organization = organization_id(call.params["organization"])
-    return {"changed": False, "snapshots": [summary(m) for m in list_snapshots(call.params["storage_dir"], organization)]}
+    history = list_snapshots(call.params["storage_dir"], organization)
+    latest = next((m for m in history if m["intact"]), None)
+    return {"changed": False, "snapshots": [summary(m) for m in history],
+            "latest": {k: v for k, v in latest.items() if k != "path"} if latest else None}
 
 
 def info_argument_spec():
     return {"storage_dir": {"type": "path", "required": True}, "organization": {"type": "str", "required": True}}
 
 
-GATEWAY_SNAPSHOT = ModuleDef(snapshot_argument_spec, snapshot_body)
-GATEWAY_RESTORE = ModuleDef(restore_argument_spec, restore_body)
+GATEWAY_SNAPSHOT = ModuleDef(snapshot_argument_spec, snapshot_body, bundle_flow=lambda params: bundle_flow(params, "data_dir"),
+                             **_TWO_PLACES)
+GATEWAY_RESTORE = ModuleDef(restore_argument_spec, restore_body, bundle_flow=lambda params: bundle_flow(params, "storage_dir"),
+                            **_TWO_PLACES)
 GATEWAY_SNAPSHOT_INFO = ModuleDef(info_argument_spec, info_body)

@@ -32,9 +32,14 @@ class Call:
 
 
 class ModuleDef:
-    def __init__(self, argument_spec, body, **rules):
+    """argument_spec() and rules as AnsibleModule takes them, and the body. bundle_flow(params), for
+    modules that move data between hosts, says whether the task writes a bundle file ('out') or
+    reads one ('in'), which the action plugin then carries over the host's connection."""
+
+    def __init__(self, argument_spec, body, bundle_flow=None, **rules):
         self.argument_spec = argument_spec
         self.body = body
+        self.bundle_flow = bundle_flow
         self.rules = rules
 
     def module_kwargs(self):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: gateway_restore
-short_description: Restore an organization's latest (or a chosen) snapshot into a gateway
+short_description: Restore an organization's latest (or a chosen) snapshot into a gateway, on one host or from another
 version_added: 0.1.0
 description:
   - Copies the snapshot into a staging directory beside O(data_dir) while checking every file's
@@ -20,10 +20,13 @@ description:
     with O(snapshot).
   - An organization without snapshots is not an error (a first allocation); nothing changes.
   - When O(data_dir) already holds exactly the snapshot, nothing changes.
+  - Between hosts, it runs twice. On the storage host (O(storage_dir) and O(bundle)) it bundles the
+    chosen snapshot, checking every file while it reads it (that task changes nothing); on the
+    gateway's host (O(bundle) and O(data_dir)) it restores from the bundle with the same checks and
+    the same swap.
 extends_documentation_fragment:
   - demiurge.gateway.controller
-  - demiurge.gateway.gateway_data
-  - demiurge.gateway.gateway_data.DATA_DIR
+  - demiurge.gateway.gateway_data.MOVE
   - demiurge.gateway.journal
   - demiurge.gateway.attributes
 options:
@@ -40,6 +43,23 @@ EXAMPLES = r"""
     data_dir: "{{ allocation.gateway_metadata.data_dir }}"
     storage_dir: "{{ 'dev-001' | demiurge.gateway.state_path('org-data') }}"
     organization: "{{ organization_id }}"
+
+# Between hosts: central storage is on storage1, the gateway runs on gwhost2.
+- name: Bundle the newest snapshot on the storage host and bring it to the controller
+  demiurge.gateway.gateway_restore:
+    storage_dir: /var/lib/demiurge/prod-001/org-data
+    bundle: "{{ organization_id }}.tar"
+    organization: "{{ organization_id }}"
+  delegate_to: storage1
+  register: bundled
+
+- name: Restore it into the gateway
+  demiurge.gateway.gateway_restore:
+    bundle: "{{ bundled.bundle }}"
+    data_dir: "{{ allocation.gateway_metadata.data_dir }}"
+    organization: "{{ organization_id }}"
+  delegate_to: gwhost2
+  when: bundled.bundle is not none
 """
 
 RETURN = r"""
@@ -48,6 +68,11 @@ restored:
   returned: always
   type: dict
   sample: {"id": "20261125T182000.123456Z", "file_count": 101, "total_size": 52428800, "intact": true}
+bundle:
+  description: The snapshot bundled on the storage host, now at O(bundle) on the controller; null when there is none.
+  returned: when bundling on the storage host
+  type: path
+  sample: /root/.ansible/tmp/ansible-local-4242xyz/0b5e9b7c-1a2b-4c3d-8e9f-001122334455.tar
 """
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._data_sync import GATEWAY_RESTORE

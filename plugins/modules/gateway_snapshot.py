@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: gateway_snapshot
-short_description: Snapshot a gateway's data for an organization into central storage
+short_description: Snapshot a gateway's data for an organization into central storage, on one host or between two
 version_added: 0.1.0
 description:
   - Copies the gateway's data directory (per-project Yjs state under C(projects/), the state file
@@ -25,10 +25,14 @@ description:
   - A new snapshot is recorded as a C(snapshot.stored) event (its id, size and the ids pruned) when
     O(verify_allocation=true); the snapshot metrics read them. The event is written after the snapshot
     is durable, so a database failure at that point is a warning and the snapshot stays.
+  - Between hosts, it runs twice. On the gateway's host (O(data_dir) and O(bundle)) it bundles the
+    data, unless it equals O(latest); on the storage host (O(bundle) and O(storage_dir)) it checks the
+    bundle file by file and keeps it as a snapshot, with the same rules as on one host. The pool's
+    part (the live allocation, the event) runs on the controller: managed hosts never get the
+    pool's credentials.
 extends_documentation_fragment:
   - demiurge.gateway.controller
-  - demiurge.gateway.gateway_data
-  - demiurge.gateway.gateway_data.DATA_DIR
+  - demiurge.gateway.gateway_data.MOVE
   - demiurge.gateway.pool_db
   - demiurge.gateway.journal
   - demiurge.gateway.attributes
@@ -54,6 +58,13 @@ options:
         database (reached with the connection options), so a stale gateway never overwrites newer data.
     type: bool
     default: true
+  latest:
+    description:
+      - When bundling on the gateway's host, the storage's newest intact snapshot, as
+        M(demiurge.gateway.gateway_snapshot_info) returns it in RV(demiurge.gateway.gateway_snapshot_info#module:latest).
+        Data equal to it is not bundled (RV(bundle) is null), and a bundle that would drop its
+        projects is refused unless O(allow_shrink=true). The storage host checks both again.
+    type: dict
 author:
   - Demiurge platform team (@demiurge)
 """
@@ -65,6 +76,33 @@ EXAMPLES = r"""
     storage_dir: "{{ 'dev-001' | demiurge.gateway.state_path('org-data') }}"
     organization: "{{ organization_id }}"
     allocation_id: "{{ allocation.allocation_id }}"
+
+# Between hosts: the gateway runs on gwhost1, central storage is on storage1.
+- name: Read the newest snapshot on the storage host
+  demiurge.gateway.gateway_snapshot_info:
+    storage_dir: /var/lib/demiurge/prod-001/org-data
+    organization: "{{ organization_id }}"
+  delegate_to: storage1
+  register: stored
+
+- name: Bundle the data on the gateway's host and bring it to the controller
+  demiurge.gateway.gateway_snapshot:
+    data_dir: "{{ allocation.gateway_metadata.data_dir }}"
+    bundle: "{{ organization_id }}.tar"
+    latest: "{{ stored.latest }}"
+    organization: "{{ organization_id }}"
+    allocation_id: "{{ allocation.allocation_id }}"
+  delegate_to: gwhost1
+  register: bundled
+
+- name: Keep it in central storage
+  demiurge.gateway.gateway_snapshot:
+    bundle: "{{ bundled.bundle }}"
+    storage_dir: /var/lib/demiurge/prod-001/org-data
+    organization: "{{ organization_id }}"
+    allocation_id: "{{ allocation.allocation_id }}"
+  delegate_to: storage1
+  when: bundled.bundle is not none
 """
 
 RETURN = r"""
@@ -74,9 +112,14 @@ snapshot:
   type: dict
   sample: {"id": "20261125T182000.123456Z", "allocation_id": "5d0f6c1e-3b7a-4e51-9a55-0e6f1c2d3b4a",
            "file_count": 101, "total_size": 52428800, "checksum": "9f2c...", "projects": ["p-001"], "intact": true}
+bundle:
+  description: The bundle written on the gateway's host, now at O(bundle) on the controller; null when the data equals O(latest).
+  returned: when bundling on the gateway's host
+  type: path
+  sample: /root/.ansible/tmp/ansible-local-4242xyz/0b5e9b7c-1a2b-4c3d-8e9f-001122334455.tar
 pruned:
   description: Ids of snapshots removed to keep O(keep).
-  returned: always
+  returned: when writing into storage
   type: list
   elements: str
   sample: ["20261120T101500.000001Z"]

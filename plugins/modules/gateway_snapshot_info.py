@@ -36,6 +36,14 @@ snapshots:
   elements: dict
   sample: [{"id": "20261125T182000.123456Z", "created_at": "2026-11-25T18:20:00+00:00", "allocation_id": "5d0f6c1e-3b7a-4e51-9a55-0e6f1c2d3b4a",
             "file_count": 101, "total_size": 52428800, "checksum": "9f2c...", "intact": true}]
+latest:
+  description:
+    - The newest intact snapshot's whole manifest, with each file's SHA-256, size and mode; null when
+      there is none. M(demiurge.gateway.gateway_snapshot) takes it as O(demiurge.gateway.gateway_snapshot#module:latest).
+  returned: always
+  type: dict
+  sample: {"id": "20261125T182000.123456Z", "files": {"state.json": {"sha256": "3b1f...", "size": 412, "mode": "0600"}},
+           "projects": ["p-001"], "checksum": "9f2c...", "intact": true}
 """
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._data_sync import GATEWAY_SNAPSHOT_INFO

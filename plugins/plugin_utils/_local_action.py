@@ -23,12 +23,14 @@ import subprocess
 import sys
 from contextlib import contextmanager
 
+from ansible import constants as C
+from ansible.errors import AnsibleError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
 from ansible.plugins.loader import filter_loader, lookup_loader, test_loader
 
-from ansible_collections.demiurge.gateway.plugins.module_utils._errors import GatewayError, InvalidInputError
+from ansible_collections.demiurge.gateway.plugins.module_utils._errors import GatewayError, InvalidInputError, StorageError
 from ansible_collections.demiurge.gateway.plugins.module_utils._http import tls_context
 from ansible_collections.demiurge.gateway.plugins.module_utils._journal import journal_argument_spec
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import Call, failure
@@ -96,6 +98,25 @@ class LocalFirstAction(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         module_args = {key: value for key, value in self._task.args.items() if key != "journal"}
+        spooled = self._spool(module_args)
+        try:
+            return self._run_journaled(result, module_args, task_vars)
+        finally:
+            if spooled:
+                os.unlink(spooled)
+
+    def _spool(self, module_args):
+        """A relative bundle path names a file in this run's private temporary directory on the
+        controller (0700, removed when ansible-playbook exits). Return it when this task is the one
+        that reads it, so it is deleted afterwards: a bundle is a copy in transit."""
+        bundle = module_args.get("bundle")
+        if not (self.DEFINITION.bundle_flow and bundle):
+            return None
+        bundle = module_args["bundle"] = os.path.join(C.DEFAULT_LOCAL_TMP, bundle)
+        spooled = os.path.dirname(bundle) == C.DEFAULT_LOCAL_TMP and os.path.exists(bundle)
+        return bundle if spooled and self.DEFINITION.bundle_flow(module_args) == "in" else None
+
+    def _run_journaled(self, result, module_args, task_vars):
         journal = self._task.args.get("journal")
         if not journal or self._task.check_mode:
             result.update(self._work(module_args, task_vars))
@@ -119,16 +140,50 @@ class LocalFirstAction(ActionBase):
         result.update(work)
         return remove_values(result, [journal.get("login_password")] if journal.get("login_password") else [])
 
-    def _work(self, module_args, task_vars):
-        if not self._runs_here(task_vars):
-            return self._execute_module(module_args=module_args, task_vars=task_vars)
+    def _validated(self):
+        """The task's arguments checked against the module's own spec, with environment fallbacks."""
         definition = self.DEFINITION
         with _environment(self._task_environment()):
             validation, dummy = self.validate_argument_spec(
                 argument_spec=definition.argument_spec(),
                 **{key: value for key, value in definition.rules.items() if key in _RULES})
+        return validation
+
+    def _work(self, module_args, task_vars):
+        if not self._runs_here(task_vars):
+            return self._run_on_host(module_args, task_vars)
+        validation = self._validated()
         call = Call(validation.validated_parameters, self._task.check_mode, self._task.diff, self._run_command)
-        return remove_values(definition.execute(call), validation._no_log_values)  # pylint: disable=protected-access
+        return remove_values(self.DEFINITION.execute(call), validation._no_log_values)  # pylint: disable=protected-access
+
+    def _run_on_host(self, module_args, task_vars):
+        """Run the module on the task's host; a bundle file named by the task (a path on the
+        controller) goes to the host before the module reads it, or comes back after the module
+        wrote it, through the host's own connection, so a snapshot never passes through memory."""
+        flow = self.DEFINITION.bundle_flow(module_args) if self.DEFINITION.bundle_flow else None
+        if flow is None:
+            return self._execute_module(module_args=module_args, task_vars=task_vars)
+        local = module_args["bundle"]
+        tmpdir = self._connection._shell.tmpdir or self._make_tmp_path()  # removed by cleanup() after the task
+        remote = self._connection._shell.join_path(tmpdir, "bundle.tar")
+        host = self._task.delegate_to or task_vars.get("inventory_hostname")
+        try:
+            if flow == "in":
+                self._transfer_file(local, remote)
+                self._fixup_perms2((tmpdir, remote))
+            result = self._execute_module(module_args=dict(module_args, bundle=remote), task_vars=task_vars)
+            if flow == "out" and result.get("bundle") and not result.get("failed"):
+                # Created private first: the bundle holds the organization's tokens.
+                os.close(os.open(local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600))
+                self._connection.fetch_file(remote, local)
+                os.chmod(local, 0o600)
+                result["bundle"] = local
+        except AnsibleError as exc:
+            return failure(StorageError(
+                "Moving the snapshot bundle %s %s host %s failed: %s" % (local, "to" if flow == "in" else "from", host, exc),
+                hint="A bundle is only a copy in transit: nothing was written from it. Check the connection to %s "
+                "and the free space on both ends, then run again" % host, outcome="not_applied"))
+        return result
 
     @staticmethod
     def _run_command(argv):
