@@ -17,6 +17,9 @@ description:
     from the environment's state directory only when a task uses them, because the stack creates
     them on its first start.
   - The source file must end in C(local_stack.yml) or C(local_stack.yaml).
+  - With O(local_edge=false) other hosts are the edges, such as the hosts of the lab
+    (M(demiurge.gateway.lab_host)); their inventory, given as another source, names them in the group
+    C(edges) and sets C(demiurge_edge_addresses).
 options:
   plugin:
     description: Marks the file as a source of this plugin.
@@ -39,6 +42,12 @@ options:
     default: 15000
     env:
       - name: DEMIURGE_PORT_BASE
+  local_edge:
+    description:
+      - Whether the stack's own nginx on C(localhost) is the edge. If so, C(localhost) is in the group
+        C(edges) with its edge variables, and organization names resolve to 127.0.0.1.
+    type: bool
+    default: true
 author:
   - Demiurge platform team (@demiurge)
 """
@@ -53,6 +62,12 @@ plugin: demiurge.gateway.local_stack
 # plugin: demiurge.gateway.local_stack
 # env_name: staging-001
 # port_base: 19000
+# The stack serving the lab's hosts, which are the edges (the lab_hosts role writes this source
+# beside the lab's own hosts.yml):
+# plugin: demiurge.gateway.local_stack
+# env_name: lab-001
+# port_base: 16500
+# local_edge: false
 """
 
 import sys
@@ -74,7 +89,7 @@ def _secret(env_name, name):
     return trust_as_template("{{ lookup('ansible.builtin.file', %r) }}" % state_path(env_name, "secrets", name))
 
 
-def stack_variables(env_name, port_base):
+def stack_variables(env_name, port_base, local_edge=True):
     """(group variables of all, host variables of localhost) of one local stack environment."""
     try:
         validate_env_name(env_name)
@@ -93,17 +108,18 @@ def stack_variables(env_name, port_base):
                              "login_password": _secret(env_name, "pool_db_password")},
         "demiurge_pdns_api": {"api_url": "http://127.0.0.1:%d" % (port_base + 81),
                               "api_key": _secret(env_name, "pdns_api_key")},
-        # A records of organization names: the edge's public addresses.
-        "demiurge_edge_addresses": ["127.0.0.1"],
         "demiurge_org_data_dir": state_path(env_name, "org-data"),
     }
     host_vars = {
         "ansible_connection": "local",
         # Interpreter discovery finds a broken pyenv shim on the build machines; use the controller's.
         "ansible_python_interpreter": sys.executable,
-        "demiurge_edge_config_root": state_path(env_name, "nginx"),
-        "demiurge_edge_listen_url": "http://127.0.0.1:%d" % (port_base + 80),
     }
+    if local_edge:
+        # A records of organization names: the edge's public addresses.
+        group_vars["demiurge_edge_addresses"] = ["127.0.0.1"]
+        host_vars.update(demiurge_edge_config_root=state_path(env_name, "nginx"),
+                         demiurge_edge_listen_url="http://127.0.0.1:%d" % (port_base + 80))
     return group_vars, host_vars
 
 
@@ -116,9 +132,10 @@ class InventoryModule(BaseInventoryPlugin):
     def parse(self, inventory, loader, path, cache=True):
         super().parse(inventory, loader, path, cache)
         self._read_config_data(path)
-        group_vars, host_vars = stack_variables(self.get_option("env_name"), self.get_option("port_base"))
+        local_edge = self.get_option("local_edge")
+        group_vars, host_vars = stack_variables(self.get_option("env_name"), self.get_option("port_base"), local_edge)
         self.inventory.add_group("edges")
-        self.inventory.add_host("localhost", group="edges")
+        self.inventory.add_host("localhost", group="edges" if local_edge else None)
         for name, value in group_vars.items():
             self.inventory.set_variable("all", name, value)
         for name, value in host_vars.items():

@@ -543,7 +543,8 @@ def _check_bundle(bundle, organization, manifest, found):
 
 def store_bundle(bundle, storage, organization, keep, allow_shrink, check_mode):
     """Keep a bundle's snapshot in storage, checked file by file; return (manifest, pruned ids,
-    previous manifest or None, stored). A snapshot storage already holds is not stored again."""
+    previous manifest or None, stored). A snapshot storage already holds, or one whose files equal
+    the newest intact snapshot's, is not stored again (the newest is returned)."""
     if keep < 1:
         raise InvalidInputError("keep must be at least 1", hint="Keep one or more snapshots")
     history = list_snapshots(storage, organization)
@@ -559,6 +560,9 @@ def store_bundle(bundle, storage, organization, keep, allow_shrink, check_mode):
         if any(m["id"] == manifest["id"] for m in history):
             shutil.rmtree(staging)
             return manifest, [], previous, False
+        if previous is not None and previous.get("files") == manifest["files"]:
+            shutil.rmtree(staging)
+            return previous, [], previous, False
         if not allow_shrink:
             _refuse_shrink(previous, manifest.get("projects", []), organization)
         _write_manifest(staging, manifest)

@@ -47,7 +47,7 @@ EXAMPLES = r"""
 # Between hosts: central storage is on storage1, the gateway runs on gwhost2.
 - name: Bundle the newest snapshot on the storage host and bring it to the controller
   demiurge.gateway.gateway_restore:
-    storage_dir: /var/lib/demiurge/prod-001/org-data
+    storage_dir: /srv/demiurge/org-data
     bundle: "{{ organization_id }}.tar"
     organization: "{{ organization_id }}"
   delegate_to: storage1

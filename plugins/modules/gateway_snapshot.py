@@ -80,7 +80,7 @@ EXAMPLES = r"""
 # Between hosts: the gateway runs on gwhost1, central storage is on storage1.
 - name: Read the newest snapshot on the storage host
   demiurge.gateway.gateway_snapshot_info:
-    storage_dir: /var/lib/demiurge/prod-001/org-data
+    storage_dir: /srv/demiurge/org-data
     organization: "{{ organization_id }}"
   delegate_to: storage1
   register: stored
@@ -98,7 +98,7 @@ EXAMPLES = r"""
 - name: Keep it in central storage
   demiurge.gateway.gateway_snapshot:
     bundle: "{{ bundled.bundle }}"
-    storage_dir: /var/lib/demiurge/prod-001/org-data
+    storage_dir: /srv/demiurge/org-data
     organization: "{{ organization_id }}"
     allocation_id: "{{ allocation.allocation_id }}"
   delegate_to: storage1

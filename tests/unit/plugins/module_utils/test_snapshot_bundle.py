@@ -64,6 +64,10 @@ def test_unchanged_data_is_not_bundled_and_a_stored_bundle_is_not_stored_twice(t
     assert out(source, tmp_path / "again.tar", latest=latest_of(storage)) is None
     assert not (tmp_path / "again.tar").exists()
     assert store(tmp_path / "push.tar", storage)[3] is False
+    # Bundled without the storage's view (as a release does): equal files are not stored again.
+    out(source, tmp_path / "blind.tar")
+    kept, dummy, dummy2, stored = store(tmp_path / "blind.tar", storage)
+    assert not stored and kept["id"] == latest_of(storage)["id"]
     assert len(list_snapshots(storage, ORG)) == 1
 
 
