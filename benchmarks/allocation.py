@@ -1,11 +1,14 @@
 """Median wall time of allocate.yml and release.yml through ansible-runner, with a breakdown.
 
 Usage (from the repository root, with the local stack up):
-    .venv/bin/python benchmarks/allocation.py [--runs 10]
+    .venv/bin/python benchmarks/allocation.py [--runs 10] [--lab-inventory /run/demiurge-lab/lab-001/inventory]
 
 DEMIURGE_ENV and DEMIURGE_PORT_BASE pick the stack, as for the playbooks. Each run allocates a new
 organization, then releases it, as AWX would run the playbooks; then a playbook of one `debug`
-task runs the same way, which is the floor any playbook pays here. Wall time is measured around
+task runs the same way, which is the floor any playbook pays here. With --lab-inventory (a lab
+built by lab_hosts and converged by platform_hosts, docs/howto-lab-hosts.md), each run also
+allocates and releases on those real hosts, and runs a playbook of one `ping` on the first edge
+over SSH, the floor of a playbook that reaches a host. Wall time is measured around
 ansible_runner.run and split by ansible's events:
 
     start       from the call until the playbook starts (runner setup, ansible-playbook's start)
@@ -37,6 +40,14 @@ ONE_TASK_PLAYBOOK = """\
       ansible.builtin.debug:
         msg: hello
 """
+ONE_SSH_TASK_PLAYBOOK = """\
+- name: One task over SSH
+  hosts: edges[0]
+  gather_facts: false
+  tasks:
+    - name: Ping the first edge
+      ansible.builtin.ping:
+"""
 
 
 def now():
@@ -49,7 +60,7 @@ def event_time(event):
     return created if created.tzinfo else created.replace(tzinfo=timezone.utc)
 
 
-def run_playbook(playbook, extravars, segments):
+def run_playbook(playbook, extravars, segments, inventory=None):
     """Run one playbook; add its wall time and the length of each segment to `segments`."""
     marks = []
 
@@ -65,7 +76,7 @@ def run_playbook(playbook, extravars, segments):
         began, started = now(), time.perf_counter()
         result = ansible_runner.run(
             private_data_dir=tmp, playbook=playbook, quiet=True, event_handler=on_event,
-            project_dir=str(REPO), inventory=str(REPO / "inventories" / "local"), extravars=extravars,
+            project_dir=str(REPO), inventory=inventory or str(REPO / "inventories" / "local"), extravars=extravars,
             envvars={"ANSIBLE_COLLECTIONS_PATH": os.environ["ANSIBLE_COLLECTIONS_PATH"],
                      "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")})
         elapsed, ended = time.perf_counter() - started, now()
@@ -89,18 +100,29 @@ def report(title, segments):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--lab-inventory", help="the inventory directory of a lab converged by platform_hosts")
     args = parser.parse_args()
     os.environ.setdefault("ANSIBLE_COLLECTIONS_PATH", str(REPO / ".build" / "collections"))
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]
-    results = {name: defaultdict(list) for name in ("allocate.yml", "release.yml", "one debug task")}
-    with tempfile.NamedTemporaryFile("w", suffix=".yml") as one_task:
+    names = ["allocate.yml", "release.yml", "one debug task"]
+    if args.lab_inventory:
+        names += ["allocate.yml on the lab's hosts", "release.yml on the lab's hosts", "one ping over SSH"]
+    results = {name: defaultdict(list) for name in names}
+    with tempfile.NamedTemporaryFile("w", suffix=".yml") as one_task, tempfile.NamedTemporaryFile("w", suffix=".yml") as one_ssh:
         one_task.write(ONE_TASK_PLAYBOOK)
         one_task.flush()
+        one_ssh.write(ONE_SSH_TASK_PLAYBOOK)
+        one_ssh.flush()
+        # Interleaved, so that the machine's drift weighs on every kind of run alike.
         for dummy in range(args.runs):
             organization = {"organization_id": str(uuid.uuid4())}
             run_playbook("demiurge.gateway.allocate", organization, results["allocate.yml"])
             run_playbook("demiurge.gateway.release", organization, results["release.yml"])
             run_playbook(one_task.name, {}, results["one debug task"])
+            if args.lab_inventory:
+                run_playbook("demiurge.gateway.allocate", organization, results["allocate.yml on the lab's hosts"], args.lab_inventory)
+                run_playbook("demiurge.gateway.release", organization, results["release.yml on the lab's hosts"], args.lab_inventory)
+                run_playbook(one_ssh.name, {}, results["one ping over SSH"], args.lab_inventory)
     for title, segments in results.items():
         report(title, segments)
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 
 def _host(result, default_host):
+    """The host a failed result came from: the loop's item when it names a host, else the host a
+    delegated task ran on (failed_on, set by the collection's action plugins)."""
     item = result.get("item")
-    return item if isinstance(item, str) else default_host
+    return item if isinstance(item, str) else result.get("failed_on") or default_host
 
 
 def failure_cause(result, step="", default_host="localhost"):

@@ -87,5 +87,9 @@ class StorageError(GatewayError):
     """The operating system refused a file operation (disk full, read-only, permissions)."""
 
 
+class HostUnreachableError(GatewayError):
+    """A managed host did not answer on its connection; what the task did there is unknown."""
+
+
 class HostSetupError(GatewayError):
     """A lab host's network or mount namespace could not be made or removed."""

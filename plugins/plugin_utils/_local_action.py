@@ -24,13 +24,18 @@ import sys
 from contextlib import contextmanager
 
 from ansible import constants as C
-from ansible.errors import AnsibleError
+from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
 from ansible.plugins.loader import filter_loader, lookup_loader, test_loader
 
-from ansible_collections.demiurge.gateway.plugins.module_utils._errors import GatewayError, InvalidInputError, StorageError
+from ansible_collections.demiurge.gateway.plugins.module_utils._errors import (
+    GatewayError,
+    HostUnreachableError,
+    InvalidInputError,
+    StorageError,
+)
 from ansible_collections.demiurge.gateway.plugins.module_utils._http import tls_context
 from ansible_collections.demiurge.gateway.plugins.module_utils._journal import journal_argument_spec
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import Call, failure
@@ -100,10 +105,15 @@ class LocalFirstAction(ActionBase):
         module_args = {key: value for key, value in self._task.args.items() if key != "journal"}
         spooled = self._spool(module_args)
         try:
-            return self._run_journaled(result, module_args, task_vars)
+            result = self._run_journaled(result, module_args, task_vars)
         finally:
             if spooled:
                 os.unlink(spooled)
+        if result.get("failed") and self._task.delegate_to:
+            # Which host failed, for the rescue's message (a registered result no longer says where
+            # a delegated task ran).
+            result.setdefault("failed_on", self._task.delegate_to)
+        return result
 
     def _spool(self, module_args):
         """A relative bundle path names a file in this run's private temporary directory on the
@@ -157,16 +167,34 @@ class LocalFirstAction(ActionBase):
         return remove_values(self.DEFINITION.execute(call), validation._no_log_values)  # pylint: disable=protected-access
 
     def _run_on_host(self, module_args, task_vars):
-        """Run the module on the task's host; a bundle file named by the task (a path on the
-        controller) goes to the host before the module reads it, or comes back after the module
-        wrote it, through the host's own connection, so a snapshot never passes through memory."""
+        """Run the module on the task's host. A delegated task whose host does not answer fails
+        (outcome unknown) instead of marking the play's host unreachable: Ansible runs no rescue for
+        an unreachable host, and the play's host (the controller) is fine; the rescue undoes what
+        it can and leaves the rest, journaled, to reconcile.yml."""
+        host = self._task.delegate_to or task_vars.get("inventory_hostname")
+        try:
+            return self._run_with_bundle(module_args, task_vars, host)
+        except AnsibleConnectionFailure as exc:
+            if not self._task.delegate_to:
+                raise
+            # No cleanup over a connection that is gone (it would make the task unreachable after all);
+            # the host's temporary directory is in its own temporary file system.
+            self._connection._shell.tmpdir = None
+            return failure(HostUnreachableError(
+                "Host %s did not answer on its connection: %s" % (host, str(exc).strip().splitlines()[-1] if str(exc).strip() else exc),
+                hint="Whether the task was applied there is unknown, so it stays journaled and is undone or "
+                "repaired there later. Bring %s back (sshd, link, the machine), then run reconcile.yml" % host))
+
+    def _run_with_bundle(self, module_args, task_vars, host):
+        """A bundle file named by the task (a path on the controller) goes to the host before the
+        module reads it, or comes back after the module wrote it, through the host's own
+        connection, so a snapshot never passes through memory."""
         flow = self.DEFINITION.bundle_flow(module_args) if self.DEFINITION.bundle_flow else None
         if flow is None:
             return self._execute_module(module_args=module_args, task_vars=task_vars)
         local = module_args["bundle"]
         tmpdir = self._connection._shell.tmpdir or self._make_tmp_path()  # removed by cleanup() after the task
         remote = self._connection._shell.join_path(tmpdir, "bundle.tar")
-        host = self._task.delegate_to or task_vars.get("inventory_hostname")
         try:
             if flow == "in":
                 self._transfer_file(local, remote)
@@ -178,6 +206,8 @@ class LocalFirstAction(ActionBase):
                 self._connection.fetch_file(remote, local)
                 os.chmod(local, 0o600)
                 result["bundle"] = local
+        except AnsibleConnectionFailure:
+            raise
         except AnsibleError as exc:
             return failure(StorageError(
                 "Moving the snapshot bundle %s %s host %s failed: %s" % (local, "to" if flow == "in" else "from", host, exc),

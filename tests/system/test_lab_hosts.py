@@ -31,7 +31,7 @@ def playbook(*args):
 def ad_hoc(pattern, module, arguments, *extra):
     """(rc, output) of `ansible <pattern> -m <module>` through the lab's own inventory, each on a
     connection of its own (a persistent one would hide a host that stopped answering)."""
-    proc = subprocess.run([str(Path(ansible_playbook()).with_name("ansible")), "-i", str(LAB_DIR / "hosts.yml"), pattern,
+    proc = subprocess.run([str(Path(ansible_playbook()).with_name("ansible")), "-i", str(LAB_DIR / "inventory" / "hosts.yml"), pattern,
                            "-m", module, "-a", arguments] + list(extra),
                           cwd=REPO, env=runner_env(ANSIBLE_SSH_ARGS="-o ControlMaster=no", ANSIBLE_STDOUT_CALLBACK="minimal",
                                                    ANSIBLE_LOAD_CALLBACK_PLUGINS="1"),

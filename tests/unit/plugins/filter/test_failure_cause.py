@@ -34,3 +34,8 @@ def test_repair_events_count_changed_items_only():
     assert repair_events(results, "route_restored", "item.1.organization", "item.0") == [
         {"kind": "reconcile.repaired", "step": "route_restored", "organization": "o1", "host": "edge-1"}]
     assert repair_events({}, "dns_restored", "item.organization") == []
+
+
+def test_a_delegated_task_names_the_host_it_failed_on():
+    result = {"failed": True, "msg": "Host storage1 did not answer on its connection", "failed_on": "storage1"}
+    assert failure_cause(result, "restore") == "step 'restore' on storage1: Host storage1 did not answer on its connection"
