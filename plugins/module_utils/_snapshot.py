@@ -555,6 +555,7 @@ def store_bundle(bundle, storage, organization, keep, allow_shrink, check_mode):
     base = org_dir(storage, organization)
     makedirs_private(base)
     staging = os.path.join(base, ".bundle-%s.tmp" % _new_id())
+    makedirs_private(os.path.join(staging, FILES))
     try:
         manifest = read_bundle(bundle, organization, os.path.join(staging, FILES))
         if any(m["id"] == manifest["id"] for m in history):

@@ -28,7 +28,7 @@ description:
   - Between hosts, it runs twice. On the gateway's host (O(data_dir) and O(bundle)) it bundles the
     data, unless it equals O(latest); on the storage host (O(bundle) and O(storage_dir)) it checks the
     bundle file by file and keeps it as a snapshot, with the same rules as on one host. The pool's
-    part (the live allocation, the event) runs on the controller: managed hosts never get the
+    part (the live allocation, the event) runs on the controller, so managed hosts never get the
     pool's credentials.
 extends_documentation_fragment:
   - demiurge.gateway.controller

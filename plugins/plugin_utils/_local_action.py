@@ -179,7 +179,7 @@ class LocalFirstAction(ActionBase):
                 raise
             # No cleanup over a connection that is gone (it would make the task unreachable after all);
             # the host's temporary directory is in its own temporary file system.
-            self._connection._shell.tmpdir = None
+            self._connection._shell.tmpdir = None  # pylint: disable=protected-access
             return failure(HostUnreachableError(
                 "Host %s did not answer on its connection: %s" % (host, str(exc).strip().splitlines()[-1] if str(exc).strip() else exc),
                 hint="Whether the task was applied there is unknown, so it stays journaled and is undone or "
@@ -193,8 +193,9 @@ class LocalFirstAction(ActionBase):
         if flow is None:
             return self._execute_module(module_args=module_args, task_vars=task_vars)
         local = module_args["bundle"]
-        tmpdir = self._connection._shell.tmpdir or self._make_tmp_path()  # removed by cleanup() after the task
-        remote = self._connection._shell.join_path(tmpdir, "bundle.tar")
+        shell = self._connection._shell  # pylint: disable=protected-access
+        tmpdir = shell.tmpdir or self._make_tmp_path()  # removed by cleanup() after the task
+        remote = shell.join_path(tmpdir, "bundle.tar")
         try:
             if flow == "in":
                 self._transfer_file(local, remote)

@@ -17,7 +17,7 @@ from lifecycle import ENV, REPO, ansible_playbook, plain, runner_env
 
 LAB_DIR = Path("/run/demiurge-lab") / ENV if ENV else None
 HOSTS = ["edge1", "edge2", "gwhost1", "gwhost2", "storage1"]
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root"), pytest.mark.real_hosts]
 
 
 def playbook(*args):

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import threading
 import urllib.error
+from contextlib import contextmanager
 import urllib.request
 import uuid
 from pathlib import Path
@@ -27,7 +28,7 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._paths import sta
 from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_client import PdnsClient
 from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_rrset import list_organizations
 
-from lifecycle import ENV, REPO, ansible_playbook, plain, runner_env
+from lifecycle import ENV, REPO, ansible_playbook, kill_tree, plain, runner_env
 
 LAB_ENV = "%s-hosts" % ENV if ENV else None
 PORT_BASE = 16600  # clear of the test stack (16000) and molecule (17xxx): edges +80/+443, gateways +501 up
@@ -242,9 +243,15 @@ def read_data(gateway):
     return dict(reversed(line.split()) for line in out.splitlines())
 
 
-def sshd(host, sig):
-    pidfile = Path(state_path(LAB_ENV, "run", "lab-%s-sshd.pid" % host))
-    os.kill(int(pidfile.read_text().split()[0]), sig)
+@contextmanager
+def hung(host):
+    """The host's sshd stopped (SIGSTOP) meanwhile: new connections to the host time out."""
+    pid = int(Path(state_path(LAB_ENV, "run", "lab-%s-sshd.pid" % host)).read_text().split()[0])
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
 
 
 def quarantine_host(host, quarantined):
@@ -318,11 +325,8 @@ def test_full_cycle_data_follows_the_org_from_one_gateway_host_to_the_other(sett
 
 def test_an_edge_unreachable_during_the_route_step_fails_the_allocation_and_reconcile_finishes(settled):
     organization = new_org()
-    sshd("edge2", signal.SIGSTOP)
-    try:
+    with hung("edge2"):
         rc, out = playbook("allocate", "-e", "organization_id=%s" % organization, fault=True)
-    finally:
-        sshd("edge2", signal.SIGCONT)
     assert rc != 0
     assert "Host edge2 did not answer on its connection" in out and "rollback did not finish" in out, out[-3000:]
     assert "run reconcile.yml" in out
@@ -336,11 +340,8 @@ def test_the_storage_host_unreachable_during_release_stops_it_with_nothing_lost(
     assert rc == 0, out[-3000:]
     gateway = live()[organization]["gateway"]
     written = write_data(gateway)
-    sshd("storage1", signal.SIGSTOP)
-    try:
+    with hung("storage1"):
         rc, out = playbook("release", "-e", "organization_id=%s" % organization, fault=True)
-    finally:
-        sshd("storage1", signal.SIGCONT)
     assert rc != 0 and "storage1" in out and "Nothing was withdrawn" in out, out[-3000:]
     assert live()[organization]["gateway"] == gateway and read_data(gateway) == written
     assert all(http(edge, organization)[0] == 200 for edge in EDGES)
@@ -381,11 +382,8 @@ def test_the_storage_host_unreachable_during_restore_rolls_the_allocation_back(s
     written = write_data(live()[organization]["gateway"])
     rc, out = playbook("release", "-e", "organization_id=%s" % organization)
     assert rc == 0, out[-3000:]
-    sshd("storage1", signal.SIGSTOP)
-    try:
+    with hung("storage1"):
         rc, out = playbook("allocate", "-e", "organization_id=%s" % organization, fault=True)
-    finally:
-        sshd("storage1", signal.SIGCONT)
     assert rc != 0 and "step 'restore' on storage1" in out and "was rolled back" in out, out[-3000:]
     assert organization not in live()
     _assert_stored(organization, written)
@@ -423,15 +421,12 @@ def test_a_long_edge_outage_serves_from_the_other_edge_and_the_edge_is_rebuilt_w
     rc, out = playbook("allocate", "-e", "organization_id=%s" % before)
     assert rc == 0, out[-3000:]
     without_edge2 = ["-e", json.dumps({"allocation_edge_hosts": ["edge1"], "allocation_edge_addresses": [ADDRESS["edge1"]]})]
-    sshd("edge2", signal.SIGSTOP)
-    try:
+    with hung("edge2"):
         rc, out = playbook("reconcile", *without_edge2, fault=True)
         assert rc == 0 and dig(before) == [ADDRESS["edge1"]], out[-3000:]
         rc, out = playbook("allocate", "-e", "organization_id=%s" % during, *without_edge2, fault=True)
         assert rc == 0, out[-3000:]
         assert dig(during) == [ADDRESS["edge1"]] and http("edge1", during)[0] == 200
-    finally:
-        sshd("edge2", signal.SIGCONT)
     # Rebuilt while it was away: the edge comes back serving no route at all.
     sh("edge2", "rm -f %s/orgs-*.conf && kill -HUP $(head -1 %s)"
        % (state_path(LAB_ENV, "nginx", "routes"), state_path(LAB_ENV, "run", "edge-nginx.pid")))
@@ -444,3 +439,55 @@ def test_a_long_edge_outage_serves_from_the_other_edge_and_the_edge_is_rebuilt_w
     for organization in (before, during):
         rc, out = playbook("release", "-e", "organization_id=%s" % organization)
         assert rc == 0, out[-3000:]
+
+
+def test_data_sync_stores_each_changed_organization_from_its_host_and_sends_nothing_unchanged(settled):
+    organizations = [new_org(), new_org()]
+    written = {}
+    for organization in organizations:
+        rc, out = playbook("allocate", "-e", "organization_id=%s" % organization)
+        assert rc == 0, out[-3000:]
+        written[organization] = write_data(live()[organization]["gateway"], size=500000)
+    assert {gateways()[live()[org]["gateway"]]["metadata"]["host"] for org in organizations} == set(GATEWAY_HOSTS)
+    rc, out = playbook("data_sync")
+    assert rc == 0, out[-3000:]
+    for organization in organizations:
+        _assert_stored(organization, written[organization])
+    # Nothing changed: no bundle is made, so nothing is sent or stored.
+    rc, out = playbook("data_sync")
+    assert rc == 0 and changed(out, "localhost") == 0, out[-3000:]
+    assert "Keep the bundled snapshots in central storage" in out and "skipping" in out
+    for organization in organizations:
+        rc, out = playbook("release", "-e", "organization_id=%s" % organization)
+        assert rc == 0, out[-3000:]
+
+
+# Where a release between hosts can die: between its two data tasks (a bundle in transit), after the
+# data is stored and the names are gone, and after the gateway was wiped.
+RELEASE_TASKS = ["Keep the gateway's snapshot", "Remove the routes from every edge", "End the allocation"]
+
+
+@pytest.mark.kill_matrix
+@pytest.mark.parametrize("task", RELEASE_TASKS)
+def test_a_release_killed_between_hosts_is_finished_by_reconcile_with_the_data_in_storage(settled, task):
+    organization = new_org()
+    rc, out = playbook("allocate", "-e", "organization_id=%s" % organization)
+    assert rc == 0, out[-3000:]
+    written = write_data(live()[organization]["gateway"], size=2000000)
+    proc = subprocess.Popen([ansible_playbook(), "demiurge.gateway.release", "-i", INVENTORY, "-e", "organization_id=%s" % organization,
+                             "-e", "allocation_lease_seconds=2"], cwd=REPO, env=lab_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    killed = False
+    for line in proc.stdout:
+        if line.startswith("TASK [") and task in line:
+            kill_tree(proc.pid)
+            killed = True
+    proc.wait(60)
+    assert killed, "the release ended before %r" % task
+    with pool() as conn:
+        conn.execute("SELECT pg_sleep(greatest(0, extract(epoch FROM max(lease_expires_at) - now()) + 0.2)) "
+                     "FROM organizations_gateways WHERE organization_id = %s AND stopped_at IS NULL", (organization,))
+    rc, out = playbook("reconcile")
+    assert rc == 0, out[-3000:]
+    assert organization not in live()
+    _assert_stored(organization, written)

@@ -213,3 +213,17 @@ def test_modes_survive_the_trip(tmp_path, storage):
     restore_bundle(str(tmp_path / "pull.tar"), str(target), ORG, False)
     assert stat.S_IMODE(os.stat(target / "state.json").st_mode) == 0o640
     assert json.loads((target / "state.json").read_text())["tokens"] == {"t1": "secret-token"}
+
+
+def test_a_gateway_without_any_file_makes_the_round_trip_too(tmp_path, storage):
+    empty = tmp_path / "gw"
+    empty.mkdir()
+    manifest = out(empty, tmp_path / "push.tar")
+    kept, dummy, dummy2, stored = store(tmp_path / "push.tar", storage)
+    assert stored and kept["file_count"] == 0 and latest_of(storage)["id"] == manifest["id"]
+    bundle_snapshot(storage, ORG, None, str(tmp_path / "pull.tar"), False)
+    target = tmp_path / "gw-b"
+    target.mkdir()
+    (target / "leftover").write_text("x")
+    restored, changed = restore_bundle(str(tmp_path / "pull.tar"), str(target), ORG, False)
+    assert changed and tree(target) == {}
