@@ -71,7 +71,7 @@ restored:
 bundle:
   description: The snapshot bundled on the storage host, now at O(bundle) on the controller; null when there is none.
   returned: when bundling on the storage host
-  type: path
+  type: str
   sample: /root/.ansible/tmp/ansible-local-4242xyz/0b5e9b7c-1a2b-4c3d-8e9f-001122334455.tar
 """
 

@@ -115,7 +115,7 @@ snapshot:
 bundle:
   description: The bundle written on the gateway's host, now at O(bundle) on the controller; null when the data equals O(latest).
   returned: when bundling on the gateway's host
-  type: path
+  type: str
   sample: /root/.ansible/tmp/ansible-local-4242xyz/0b5e9b7c-1a2b-4c3d-8e9f-001122334455.tar
 pruned:
   description: Ids of snapshots removed to keep O(keep).
