@@ -91,13 +91,20 @@ def _cmdline(pid):
 
 def kill_tree(pid):
     """Stop the run and every process it started (services excepted), then kill them all: nothing
-    of the run may finish its work or start more once the kill began."""
-    victims = [pid] + [child for child in descendants(pid) if not any(name in _cmdline(child) for name in SERVICES)]
-    for victim in victims:
-        try:
-            os.kill(victim, signal.SIGSTOP)
-        except ProcessLookupError:
-            pass
+    of the run may finish its work or start more once the kill began. The tree is listed again
+    until no new process shows up: a worker forked between a listing and its parent's stop would
+    otherwise go on alone and finish its task."""
+    victims, stopped = [pid], set()
+    while len(stopped) < len(victims):
+        for victim in victims:
+            if victim not in stopped:
+                try:
+                    os.kill(victim, signal.SIGSTOP)
+                except ProcessLookupError:
+                    pass
+                stopped.add(victim)
+        victims = [pid] + [child for child in descendants(pid) if not any(name in _cmdline(child) for name in SERVICES)]
+        victims = list(dict.fromkeys(list(stopped) + victims))
     for victim in victims:
         try:
             os.kill(victim, signal.SIGKILL)

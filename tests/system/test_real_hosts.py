@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import threading
+import time
 import urllib.error
 from contextlib import contextmanager
 import urllib.request
@@ -484,9 +485,12 @@ def test_a_release_killed_between_hosts_is_finished_by_reconcile_with_the_data_i
             killed = True
     proc.wait(60)
     assert killed, "the release ended before %r" % task
+    deadline = time.monotonic() + 30
     with pool() as conn:
-        conn.execute("SELECT pg_sleep(greatest(0, extract(epoch FROM max(lease_expires_at) - now()) + 0.2)) "
-                     "FROM organizations_gateways WHERE organization_id = %s AND stopped_at IS NULL", (organization,))
+        while conn.execute("SELECT count(*) FROM organizations_gateways WHERE organization_id = %s AND stopped_at IS NULL "
+                           "AND lease_expires_at >= now()", (organization,)).fetchone()[0]:
+            assert time.monotonic() < deadline, "the killed run's lease is still live after 30 s"
+            time.sleep(0.2)
     rc, out = playbook("reconcile")
     assert rc == 0, out[-3000:]
     assert organization not in live()
