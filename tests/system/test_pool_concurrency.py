@@ -92,21 +92,25 @@ def test_one_org_racing_itself_gets_one_gateway_and_others_are_not_starved(scrat
     assert set(rows) == {busy_org, *others}
 
 
-def waiting_on_locks(params, count, timeout=30):
-    """Poll pg_stat_activity until `count` sessions of the database wait on a lock."""
+def waiting_on_locks(params, count, timeout=30, seen=None):
+    """Poll pg_stat_activity until `count` sessions of the database wait on a lock, or until another
+    poller saw them (the event `seen`, which this one sets too)."""
     deadline = time.monotonic() + timeout
     with connect(dict(params, login_db="postgres"), autocommit=True) as conn:
-        while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'",
-                           (params["login_db"],)).fetchone()[0] < count:
+        while not (seen and seen.is_set()) and conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'",
+                (params["login_db"],)).fetchone()[0] < count:
             assert time.monotonic() < deadline, "fewer than %d sessions waited on a lock within %s s" % (count, timeout)
             time.sleep(0.01)
+    if seen:
+        seen.set()
 
 
 @pytest.mark.parametrize("round_no", range(ROUNDS))
 def test_claims_wait_for_rolled_back_claims_instead_of_answering_exhausted(scratch_db, round_no):
     """Ten claims hold every gateway and then roll back: ten later claims must all succeed."""
     add_ready_gateways(scratch_db, 10)
-    holders_locked = threading.Event()
+    holders_locked, all_waiting = threading.Event(), threading.Event()
     held = Counter()
     lock = threading.Lock()
 
@@ -115,8 +119,10 @@ def test_claims_wait_for_rolled_back_claims_instead_of_answering_exhausted(scrat
             held["n"] += 1
             if held["n"] == 10:
                 holders_locked.set()
-        # Roll back only once all ten later claims wait on the rows these claims hold.
-        waiting_on_locks(scratch_db, 10)
+        # Roll back only once all ten later claims wait on the rows these claims hold. The first
+        # holder to see them tells the others: once it rolls back, one waiter has its row, and the
+        # count the others poll for never comes back.
+        waiting_on_locks(scratch_db, 10, seen=all_waiting)
         raise psycopg.errors.RaiseException("simulated failure after claim")
 
     holder_thread = threading.Thread(
