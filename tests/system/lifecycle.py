@@ -143,6 +143,17 @@ def run_and_kill(playbook, task_name, offset, organization=None, **extravars):
     return proc.returncode, "".join(lines)
 
 
+def eventually(what, check, timeout=60):
+    """check()'s first truthy answer, polled every half second; fails the test after timeout s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        assert time.monotonic() < deadline, "%s did not happen within %s s" % (what, timeout)
+        time.sleep(0.5)
+
+
 def wait_leases_expired(timeout=30):
     """Poll until no allocation in progress holds a live lease."""
     deadline = time.monotonic() + timeout

@@ -22,7 +22,7 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._pool_events impo
 from ansible_collections.demiurge.gateway.plugins.module_utils._paths import state_path
 from conftest import connect
 from invariants import db
-from lifecycle import ENV, REPO, plain, run, run_and_kill, wait_leases_expired
+from lifecycle import ENV, REPO, eventually, plain, run, run_and_kill, wait_leases_expired
 
 BASE = int(os.environ.get("DEMIURGE_TEST_PORT_BASE", "16000"))
 PROMETHEUS = "http://127.0.0.1:%d" % (BASE + 90)
@@ -41,16 +41,6 @@ def query(expr):
 def value(expr):
     found = query(expr)
     return sum(found.values()) if found else None
-
-
-def eventually(what, check, timeout=60):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        assert time.monotonic() < deadline, "%s did not happen within %s s" % (what, timeout)
-        time.sleep(0.5)
 
 
 def firing(alertname):

@@ -29,7 +29,7 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._paths import sta
 from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_client import PdnsClient
 from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_rrset import list_organizations
 
-from lifecycle import ENV, REPO, ansible_playbook, kill_tree, plain, runner_env
+from lifecycle import ENV, REPO, ansible_playbook, eventually, kill_tree, plain, runner_env
 
 LAB_ENV = "%s-hosts" % ENV if ENV else None
 PORT_BASE = 16600  # clear of the test stack (16000) and molecule (17xxx): edges +80/+443, gateways +501 up
@@ -431,7 +431,8 @@ def test_a_long_edge_outage_serves_from_the_other_edge_and_the_edge_is_rebuilt_w
     # Rebuilt while it was away: the edge comes back serving no route at all.
     sh("edge2", "rm -f %s/orgs-*.conf && kill -HUP $(head -1 %s)"
        % (state_path(LAB_ENV, "nginx", "routes"), state_path(LAB_ENV, "run", "edge-nginx.pid")))
-    assert http("edge2", before)[0] == 404
+    # A reload is asynchronous: the old workers answer until they have finished.
+    eventually("edge2 reloaded without routes", lambda: http("edge2", before)[0] == 404, timeout=15)
     rc, out = playbook("reconcile")
     assert rc == 0, out[-3000:]
     for organization in (before, during):
