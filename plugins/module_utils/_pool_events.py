@@ -137,7 +137,8 @@ def prune_events(call):
     if params["older_than_days"] < 1:
         raise InvalidInputError("older_than_days %s is below 1" % params["older_than_days"],
                                 hint="Keep at least a day of events; the metrics do not need them")
-    condition = ("at < now() - make_interval(days => %s) AND NOT EXISTS (SELECT 1 FROM event_sinks s "
+    # A fractional day count is allowed: make_interval() takes whole days only.
+    condition = ("at < now() - %s * interval '1 day' AND NOT EXISTS (SELECT 1 FROM event_sinks s "
                  "WHERE (txid, id) > (s.last_txid, s.last_id))")
     pruned = 0
     if not call.check_mode:
@@ -147,7 +148,7 @@ def prune_events(call):
     with Transaction(params, True) as conn:
         candidates = conn.execute("SELECT count(*) FROM gateway_events WHERE " + condition,
                                   (params["older_than_days"],)).fetchone()[0]
-        unshipped = conn.execute("SELECT count(*) FROM gateway_events WHERE at < now() - make_interval(days => %s)",
+        unshipped = conn.execute("SELECT count(*) FROM gateway_events WHERE at < now() - %s * interval '1 day'",
                                  (params["older_than_days"],)).fetchone()[0] - candidates
     if not call.check_mode:
         while True:

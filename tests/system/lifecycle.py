@@ -173,6 +173,29 @@ def live(organization):
                             "WHERE organization_id = %s AND stopped_at IS NULL", (str(organization),)).fetchone()
 
 
+def gateway_data_dir(organization):
+    with db() as conn:
+        return conn.execute("SELECT g.metadata->>'data_dir' FROM organizations_gateways og JOIN gateways g ON g.id = og.gateway_id "
+                            "WHERE og.organization_id = %s AND og.stopped_at IS NULL", (str(organization),)).fetchone()[0]
+
+
+def write_org_data(data_dir, projects):
+    """Per-project binary Yjs state and the gateway state file, as the gateway keeps them."""
+    root = Path(data_dir)
+    for index, project in enumerate(projects):
+        folder = root / "projects" / project
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "doc.yjs").write_bytes(os.urandom(20000 + index))
+        (folder / "update-0001.bin").write_bytes(bytes(range(256)) * (index + 1))
+    (root / "state.json").write_text('{"permissions": {"u1": "owner"}, "oauth": {"tokens": ["tok-1"]}, "container_tokens": {"uc-1": "ct"}}')
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def read_tree(data_dir):
+    root = Path(data_dir)
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 def dead_run(organization, unfinished_step=None):
     """Make the organization's allocation look like one whose run died before activation, during
     unfinished_step when given (its journal record goes back to 'started')."""

@@ -15,7 +15,7 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._paths import sta
 from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_client import PdnsClient
 from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_rrset import ensure_rrsets
 from invariants import db
-from lifecycle import DOMAIN, ENV, ansible_playbook, live, run
+from lifecycle import DOMAIN, ENV, ansible_playbook, gateway_data_dir, live, read_tree, run, write_org_data
 
 pytestmark = pytest.mark.usefixtures("invariants_hold")
 
@@ -241,29 +241,6 @@ def test_ten_parallel_allocations_for_one_org_give_it_one_gateway(witness):
     assert through_edge(organization) == (200, gateways.pop())
     assert run("release", organization)[0] == 0
     assert_nothing_left(organization, baseline)
-
-
-def gateway_data_dir(organization):
-    with db() as conn:
-        return conn.execute("SELECT g.metadata->>'data_dir' FROM organizations_gateways og JOIN gateways g ON g.id = og.gateway_id "
-                            "WHERE og.organization_id = %s AND og.stopped_at IS NULL", (str(organization),)).fetchone()[0]
-
-
-def write_org_data(data_dir, projects):
-    """Per-project binary Yjs state and the gateway state file, as the gateway keeps them."""
-    root = Path(data_dir)
-    for index, project in enumerate(projects):
-        folder = root / "projects" / project
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "doc.yjs").write_bytes(os.urandom(20000 + index))
-        (folder / "update-0001.bin").write_bytes(bytes(range(256)) * (index + 1))
-    (root / "state.json").write_text('{"permissions": {"u1": "owner"}, "oauth": {"tokens": ["tok-1"]}, "container_tokens": {"uc-1": "ct"}}')
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def read_tree(data_dir):
-    root = Path(data_dir)
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def test_data_follows_the_org_to_another_gateway_byte_for_byte(witness):

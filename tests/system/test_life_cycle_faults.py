@@ -20,7 +20,7 @@ import pytest
 
 import invariants
 from invariants import db
-from lifecycle import DOMAIN, ENV, dead_run, live, plain, run, run_and_kill, wait_leases_expired
+from lifecycle import DOMAIN, ENV, dead_run, gateway_data_dir, live, plain, run, run_and_kill, wait_leases_expired
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._paths import state_path
 from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_client import PdnsClient
@@ -48,13 +48,6 @@ def reconcile_twice():
     assert rc == 0, out[-3000:]
     rc, dummy, out = run("reconcile")
     assert rc == 0 and "changed=0" in out, out[-3000:]
-
-
-def gateway_data_dir(organization):
-    with db() as conn:
-        return conn.execute("SELECT g.metadata->>'data_dir' FROM organizations_gateways og JOIN gateways g "
-                            "ON g.id = og.gateway_id WHERE og.organization_id = %s AND og.stopped_at IS NULL",
-                            (str(organization),)).fetchone()[0]
 
 
 def write_projects(data_dir):

@@ -182,7 +182,7 @@ def test_the_metrics_pass_promtool_and_counters_survive_pruning_and_a_new_export
         conn.execute("UPDATE gateway_events SET at = at - interval '3 days'")
         conn.execute("UPDATE event_sinks SET (last_txid, last_id) = (SELECT max(txid), max(id) FROM gateway_events) "
                      "WHERE name <> 'rollup'")
-    call = Call(dict(pg_params, older_than_days=2, batch_size=1000), False, False, None)
+    call = Call(dict(pg_params, older_than_days=2.0, batch_size=1000), False, False, None)
     assert prune_events(call)["pruned"] > 0
     with db() as conn:
         assert conn.execute("SELECT count(*) FROM gateway_events").fetchone()[0] == 0
