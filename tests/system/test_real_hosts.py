@@ -54,9 +54,10 @@ def lab_env(fault=False, **extra):
     return env
 
 
-def playbook(name, *args, inventory=True, fault=False, on_task=None, timeout=600):
+def playbook(name, *args, inventory=True, fault=False, on_task=None, kill_at=None, timeout=600):
     """(rc, plain output) of ansible-playbook demiurge.gateway.<name>; on_task=(task name, action)
-    runs action() once when that task starts."""
+    runs action() once when that task starts; kill_at=task name kills the run's whole tree then
+    (the output says whether it got there)."""
     argv = [ansible_playbook(), "demiurge.gateway.%s" % name] + (["-i", INVENTORY] if inventory else []) + list(args)
     proc = subprocess.Popen(argv, cwd=REPO, env=lab_env(fault), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines, fired = [], False
@@ -67,6 +68,10 @@ def playbook(name, *args, inventory=True, fault=False, on_task=None, timeout=600
             lines.append(line)
             if on_task and not fired and line.startswith("TASK [") and on_task[0] in line:
                 on_task[1]()
+                fired = True
+            if kill_at and not fired and line.startswith("TASK [") and kill_at in line:
+                kill_tree(proc.pid)
+                lines.append("KILLED at %s\n" % kill_at)
                 fired = True
         proc.wait()
     finally:
@@ -255,6 +260,19 @@ def hung(host):
         os.kill(pid, signal.SIGCONT)
 
 
+@contextmanager
+def full_disk(host):
+    """The host's storage area (its private tmpfs) filled to the last byte meanwhile."""
+    filler = state_path(LAB_ENV, "filler")
+    on_host(host, "ansible.builtin.shell", "mkdir -p %s && dd if=/dev/zero of=%s bs=1M status=none"
+            % (os.path.dirname(filler), filler))
+    try:
+        assert int(sh(host, "df -B1 --output=avail %s | tail -1" % os.path.dirname(filler))) < 65536
+        yield
+    finally:
+        sh(host, "rm -f %s" % filler)
+
+
 def quarantine_host(host, quarantined):
     """Keep the claim off one gateway host's ready gateways (or give them back)."""
     with pool() as conn:
@@ -363,12 +381,8 @@ def test_a_full_storage_host_stops_the_release_with_nothing_lost(settled):
     assert rc == 0, out[-3000:]
     gateway = live()[organization]["gateway"]
     written = write_data(gateway, size=8000000)
-    filler = state_path(LAB_ENV, "filler")
-    on_host("storage1", "ansible.builtin.shell", "dd if=/dev/zero of=%s bs=1M status=none" % filler)
-    try:
+    with full_disk("storage1"):
         rc, out = playbook("release", "-e", "organization_id=%s" % organization)
-    finally:
-        sh("storage1", "rm -f %s" % filler)
     assert rc != 0 and "full" in out and "Nothing was withdrawn" in out, out[-3000:]
     assert read_data(gateway) == written
     rc, out = playbook("release", "-e", "organization_id=%s" % organization)
@@ -476,23 +490,157 @@ def test_a_release_killed_between_hosts_is_finished_by_reconcile_with_the_data_i
     rc, out = playbook("allocate", "-e", "organization_id=%s" % organization)
     assert rc == 0, out[-3000:]
     written = write_data(live()[organization]["gateway"], size=2000000)
-    proc = subprocess.Popen([ansible_playbook(), "demiurge.gateway.release", "-i", INVENTORY, "-e", "organization_id=%s" % organization,
-                             "-e", "allocation_lease_seconds=2"], cwd=REPO, env=lab_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    killed = False
-    for line in proc.stdout:
-        if line.startswith("TASK [") and task in line:
-            kill_tree(proc.pid)
-            killed = True
-    proc.wait(60)
-    assert killed, "the release ended before %r" % task
+    rc, out = playbook("release", "-e", "organization_id=%s" % organization, "-e", "allocation_lease_seconds=2", kill_at=task)
+    assert "KILLED at" in out, "the release ended before %r: %s" % (task, out[-3000:])
+    wait_lease_lapsed(organization)
+    rc, out = playbook("reconcile")
+    assert rc == 0, out[-3000:]
+    assert organization not in live()
+    _assert_stored(organization, written)
+
+
+def wait_lease_lapsed(organization):
+    """A killed run's lease lapses before reconcile may repair it."""
     deadline = time.monotonic() + 30
     with pool() as conn:
         while conn.execute("SELECT count(*) FROM organizations_gateways WHERE organization_id = %s AND stopped_at IS NULL "
                            "AND lease_expires_at >= now()", (organization,)).fetchone()[0]:
             assert time.monotonic() < deadline, "the killed run's lease is still live after 30 s"
             time.sleep(0.2)
+
+
+def stored_org(size=1000000):
+    """An organization released with data in central storage: (organization, written files)."""
+    organization = new_org()
+    rc, out = playbook("allocate", "-e", "organization_id=%s" % organization)
+    assert rc == 0, out[-3000:]
+    written = write_data(live()[organization]["gateway"], size=size)
+    rc, out = playbook("release", "-e", "organization_id=%s" % organization)
+    assert rc == 0, out[-3000:]
+    return organization, written
+
+
+# Where an allocation between hosts can die: around each step that touches another host.
+ALLOCATE_TASKS = ["Route the organization on every edge", "Bundle the organization's newest snapshot on the storage host",
+                  "Restore the organization's data into the gateway", "Hand the gateway to the organization",
+                  "Mark the allocation active"]
+
+
+@pytest.mark.kill_matrix
+@pytest.mark.parametrize("task", ALLOCATE_TASKS)
+def test_an_allocation_killed_between_hosts_is_repaired_by_reconcile(settled, task):
+    organization, written = stored_org()
+    rc, out = playbook("allocate", "-e", "organization_id=%s" % organization, "-e", "allocation_lease_seconds=2", kill_at=task)
+    assert "KILLED at" in out, "the allocation ended before %r: %s" % (task, out[-3000:])
+    wait_lease_lapsed(organization)
     rc, out = playbook("reconcile")
     assert rc == 0, out[-3000:]
-    assert organization not in live()
+    # Rolled back or rolled forward, never half: and the data is where it belongs either way.
+    if organization in live():
+        entry = live()[organization]
+        assert entry["status"] == "active" and read_data(entry["gateway"]) == written
+        assert all(http(edge, organization)[0] == 200 for edge in EDGES)
+        rc, out = playbook("release", "-e", "organization_id=%s" % organization)
+        assert rc == 0, out[-3000:]
     _assert_stored(organization, written)
+
+
+@contextmanager
+def failing_handshakes():
+    """Every gateway on the gateway hosts refuses the handshake meanwhile."""
+    flags = {host: " ".join("%s/%s/fail-handshake" % (state_path(LAB_ENV, "gateways"), name)
+                            for name, gateway in gateways().items() if gateway["metadata"]["host"] == host)
+             for host in GATEWAY_HOSTS}
+    for host, files in flags.items():
+        sh(host, "for flag in %s; do echo injected > $flag; done" % files)
+    try:
+        yield
+    finally:
+        for host, files in flags.items():
+            sh(host, "rm -f %s" % files)
+
+
+ROLLBACK_TASKS = ["Withdraw the organization's names", "Remove the routes from every edge", "Recycle the gateway",
+                  "End the allocation"]
+
+
+@pytest.mark.kill_matrix
+@pytest.mark.parametrize("task", ROLLBACK_TASKS)
+def test_a_rollback_killed_between_hosts_is_finished_by_reconcile(settled, task):
+    organization, written = stored_org()
+    with failing_handshakes():
+        rc, out = playbook("allocate", "-e", "organization_id=%s" % organization, "-e", "allocation_lease_seconds=2",
+                           kill_at=task)
+    assert "KILLED at" in out and "Hand the gateway to the organization" in out, out[-3000:]
+    wait_lease_lapsed(organization)
+    rc, out = playbook("reconcile")
+    assert rc == 0, out[-3000:]
+    assert organization not in live() and dig(organization) == []
+    assert all(http(edge, organization)[0] == 404 for edge in EDGES)
+    _assert_stored(organization, written)
+
+
+def test_an_edge_unreachable_during_release_stops_it_and_reconcile_finishes(settled):
+    organization = new_org()
+    rc, out = playbook("allocate", "-e", "organization_id=%s" % organization)
+    assert rc == 0, out[-3000:]
+    written = write_data(live()[organization]["gateway"])
+    with hung("edge2"):
+        rc, out = playbook("release", "-e", "organization_id=%s" % organization, "-e", "allocation_lease_seconds=2",
+                           fault=True)
+    assert rc != 0 and "Host edge2 did not answer on its connection" in out, out[-3000:]
+    # The data was kept before any name went; the run stays journaled until reconcile ends it.
+    _assert_stored(organization, written)
+    wait_lease_lapsed(organization)
+    rc, out = playbook("reconcile")
+    assert rc == 0, out[-3000:]
+    assert organization not in live() and dig(organization) == []
+    assert all(http(edge, organization)[0] == 404 for edge in EDGES)
+
+
+def test_a_full_storage_host_still_restores_reading_needs_no_space_there(settled):
+    """The bundle a restore reads is made in the storage host's temporary directory, not in its
+    full storage area: an allocation goes on, and the stored snapshot is untouched."""
+    organization, written = stored_org()
+    with full_disk("storage1"):
+        rc, out = playbook("allocate", "-e", "organization_id=%s" % organization)
+    assert rc == 0 and read_data(live()[organization]["gateway"]) == written, out[-3000:]
+    _assert_stored(organization, written)
+    rc, out = playbook("release", "-e", "organization_id=%s" % organization)
+    assert rc == 0, out[-3000:]
+
+
+def test_parallel_allocations_between_hosts_each_get_their_own_gateway(settled):
+    """More organizations than ready gateways, all at once: each gateway goes to one organization,
+    served on both edges, and the rest are refused having changed nothing."""
+    ready = sum(1 for gateway in gateways().values() if gateway["status"] == "ready")
+    organizations = [new_org() for dummy in range(ready + 4)]
+    results = {}
+
+    def one(organization, name):
+        results[organization] = playbook(name, "-e", "organization_id=%s" % organization)
+
+    def all_at_once(name, chosen):
+        threads = [threading.Thread(target=one, args=(organization, name)) for organization in chosen]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(600)
+
+    all_at_once("allocate", organizations)
+    winners = [organization for organization in organizations if results[organization][0] == 0]
+    try:
+        refused = [out for organization, (rc, out) in results.items() if rc != 0]
+        assert len(winners) == ready and all("Pool exhausted" in out and "changed nothing" in out for out in refused), \
+            "\n\n".join(out[-2000:] for out in refused)
+        held = {live()[organization]["gateway"] for organization in winners}
+        assert len(held) == ready
+        for organization in winners:
+            assert dig(organization) == sorted(ADDRESS[edge] for edge in EDGES)
+            assert {http(edge, organization)[1]["X-Gateway"] for edge in EDGES} == {live()[organization]["gateway"]}
+        for organization in organizations:
+            if organization not in winners:
+                assert dig(organization) == [] and http("edge1", organization)[0] == 404
+    finally:
+        all_at_once("release", winners)
+    assert all(results[organization][0] == 0 for organization in winners), [results[o][1][-2000:] for o in winners]
