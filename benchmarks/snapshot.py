@@ -131,8 +131,8 @@ def hosts_round(inventory, organization, round_no):
         playbook.write_text(HOSTS_PLAYBOOK % {"organization": organization, "round": 4096 + round_no})
         result = ansible_runner.run(private_data_dir=tmp, playbook=str(playbook), inventory=inventory, quiet=True,
                                     event_handler=on_event, envvars={"ANSIBLE_CONFIG": str(REPO / "ansible.cfg")})
-    if result.rc != 0:
-        raise SystemExit("moving the snapshot between hosts failed: %s" % result.stdout.read()[-2000:])
+        if result.rc != 0:
+            raise SystemExit("moving the snapshot between hosts failed: %s" % result.stdout.read()[-2000:])
     at = dict(starts)
     return ((at["restore 1 bundle on the storage host"] - at["snapshot 1 bundle on the gateway host"]).total_seconds(),
             (at["End"] - at["restore 1 bundle on the storage host"]).total_seconds())
@@ -153,6 +153,8 @@ def main():
     parser.add_argument("--lab-inventory", help="the inventory directory of a lab (lab_hosts)")
     args = parser.parse_args()
     os.environ.setdefault("ANSIBLE_COLLECTIONS_PATH", str(REPO / ".build" / "collections"))
+    # ansible-runner starts ansible-playbook from PATH: use the one beside this interpreter.
+    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]
     work = Path(tempfile.mkdtemp(prefix="snapshot-bench-"))
     organization = str(uuid.uuid4())
     lab = args.lab_inventory

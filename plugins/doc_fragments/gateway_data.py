@@ -51,6 +51,13 @@ options:
         that reads it has run, so an organization's data does not stay on the controller.
       - Give exactly two of O(data_dir), O(storage_dir) and O(bundle).
     type: path
+  remove_bundle:
+    description:
+      - Delete the bundle file once this task has read it, whatever the outcome.
+      - The action plugin sets it for the copy it puts on the host (in the host's C(remote_tmp)); a
+        task never needs to.
+    type: bool
+    default: false
 notes:
   - Between hosts, run the task that writes the bundle on the source host and the task that reads it
     on the other (C(delegate_to)), with a relative O(bundle) unless you want to keep the file.

@@ -15,6 +15,8 @@ goes.
 
 from __future__ import annotations
 
+import os
+
 from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import organization_id
 from ansible_collections.demiurge.gateway.plugins.module_utils._journal import journal_argument_spec
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import ModuleDef
@@ -52,8 +54,22 @@ def _storage_spec():
         "data_dir": {"type": "path"},
         "storage_dir": {"type": "path"},
         "bundle": {"type": "path"},
+        "remove_bundle": {"type": "bool", "default": False},
         "organization": {"type": "str", "required": True},
     }
+
+
+def _read_and_remove(params, read):
+    """read(), then delete the bundle when it is a copy in transit (remove_bundle), whatever read()
+    did: the next try brings a new copy."""
+    try:
+        return read()
+    finally:
+        if params["remove_bundle"]:
+            try:
+                os.unlink(params["bundle"])
+            except FileNotFoundError:
+                pass
 
 
 # Each task names two of the three places: data_dir and storage_dir on one host, or one of them
@@ -116,8 +132,8 @@ def _bundle_out(call, organization):
 
 def _bundle_in(call, organization):
     params = call.params
-    manifest, pruned, previous, stored = store_bundle(params["bundle"], params["storage_dir"], organization,
-                                                      params["keep"], params["allow_shrink"], call.check_mode)
+    manifest, pruned, previous, stored = _read_and_remove(params, lambda: store_bundle(
+        params["bundle"], params["storage_dir"], organization, params["keep"], params["allow_shrink"], call.check_mode))
     if not stored:
         return {"changed": False, "snapshot": summary(dict(manifest, intact=True)), "pruned": []}
     if params["verify_allocation"] and not call.check_mode:
@@ -159,7 +175,8 @@ def restore_body(call):
         return {"changed": False, "restored": summary(chosen) if chosen else None,
                 "bundle": params["bundle"] if chosen and not call.check_mode else None}
     if params.get("bundle"):
-        manifest, changed = restore_bundle(params["bundle"], params["data_dir"], organization, call.check_mode)
+        manifest, changed = _read_and_remove(params, lambda: restore_bundle(params["bundle"], params["data_dir"], organization,
+                                                                            call.check_mode))
         result = {"changed": changed, "restored": summary(dict(manifest, intact=True))}
         if changed:
             result["diff"] = {"before": {}, "after": {"snapshot": manifest["id"]}}

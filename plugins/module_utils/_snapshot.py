@@ -357,7 +357,9 @@ class _HashingReader:
 
 
 def _create_bundle(bundle):
-    """The bundle file, empty, 0600 (a bundle holds an organization's tokens)."""
+    """The bundle file, empty, 0600 (a bundle holds an organization's tokens), in a directory made
+    private when it is missing (the host's temporary directory, on a host no module used yet)."""
+    makedirs_private(os.path.dirname(bundle) or ".")
     fd = os.open(bundle, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)
     return os.fdopen(fd, "wb")

@@ -21,6 +21,7 @@ import gc
 import os
 import subprocess
 import sys
+import uuid
 from contextlib import contextmanager
 
 from ansible import constants as C
@@ -188,25 +189,40 @@ class LocalFirstAction(ActionBase):
     def _run_with_bundle(self, module_args, task_vars, host):
         """A bundle file named by the task (a path on the controller) goes to the host before the
         module reads it, or comes back after the module wrote it, through the host's own
-        connection, so a snapshot never passes through memory."""
+        connection, so a snapshot never passes through memory. On the host it lives in transit in
+        the host's temporary directory: each command over the connection costs a round trip (about
+        110 ms over SSH), so none runs to make or remove a directory of its own."""
         flow = self.DEFINITION.bundle_flow(module_args) if self.DEFINITION.bundle_flow else None
         if flow is None:
             return self._execute_module(module_args=module_args, task_vars=task_vars)
         local = module_args["bundle"]
-        shell = self._connection._shell  # pylint: disable=protected-access
-        tmpdir = shell.tmpdir or self._make_tmp_path()  # removed by cleanup() after the task
-        remote = shell.join_path(tmpdir, "bundle.tar")
         try:
             if flow == "in":
-                self._transfer_file(local, remote)
-                self._fixup_perms2((tmpdir, remote))
+                remote = self._put_bundle(local)
+                # The module deletes its copy once read, whatever the outcome.
+                result = self._execute_module(module_args=dict(module_args, bundle=remote, remove_bundle=True),
+                                              task_vars=task_vars)
+                if _did_not_run(result):
+                    self._remove_remote(remote)
+                return result
+            if self._task.become:
+                shell = self._connection._shell  # pylint: disable=protected-access
+                remote = shell.join_path(self._make_tmp_path(), "bundle.tar")
+            else:
+                remote = self._transit_path()[0]
             result = self._execute_module(module_args=dict(module_args, bundle=remote), task_vars=task_vars)
-            if flow == "out" and result.get("bundle") and not result.get("failed"):
-                # Created private first: the bundle holds the organization's tokens.
-                os.close(os.open(local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600))
-                self._connection.fetch_file(remote, local)
-                os.chmod(local, 0o600)
+            if _did_not_run(result):
+                self._remove_remote(remote)
+            if result.get("bundle") and not result.get("failed"):
+                try:
+                    # Created private first: the bundle holds the organization's tokens.
+                    os.close(os.open(local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600))
+                    self._connection.fetch_file(result["bundle"], local)
+                    os.chmod(local, 0o600)
+                finally:
+                    self._remove_remote(result["bundle"])
                 result["bundle"] = local
+            return result
         except AnsibleConnectionFailure:
             raise
         except AnsibleError as exc:
@@ -214,8 +230,47 @@ class LocalFirstAction(ActionBase):
                 "Moving the snapshot bundle %s %s host %s failed: %s" % (local, "to" if flow == "in" else "from", host, exc),
                 hint="A bundle is only a copy in transit: nothing was written from it. Check the connection to %s "
                 "and the free space on both ends, then run again" % host, outcome="not_applied"))
-        return result
+
+    def _transit_path(self):
+        """(path for the module, path for the file transfer) of a new bundle in the host's
+        temporary directory (remote_tmp; the module makes it when missing). A directory under the
+        home directory is given to the transfer relative to it (transfers start there and do not
+        expand ~) and to the module with ~ (its path option expands it)."""
+        shell = self._connection._shell  # pylint: disable=protected-access
+        path = shell.join_path(shell.get_option("remote_tmp"), "demiurge-bundle-%s.tar" % uuid.uuid4().hex)
+        return path, path[2:] if path.startswith("~/") else path
+
+    def _put_bundle(self, local):
+        """Put the bundle on the host; return its path there for the module. Under become, or
+        where the temporary directory does not exist yet (nothing used this host's since it
+        started), in a directory of this task's instead, readable by the module's user (removed
+        by the task's cleanup)."""
+        if not self._task.become:
+            remote, transfer = self._transit_path()
+            try:
+                self._connection.put_file(local, transfer)
+                return remote
+            except AnsibleConnectionFailure:
+                raise
+            except AnsibleError:
+                pass
+        shell = self._connection._shell  # pylint: disable=protected-access
+        tmpdir = self._make_tmp_path()
+        remote = shell.join_path(tmpdir, "bundle.tar")
+        self._connection.put_file(local, remote)
+        self._fixup_perms2((tmpdir, remote), execute=False)
+        return remote
+
+    def _remove_remote(self, path):
+        shell = self._connection._shell  # pylint: disable=protected-access
+        self._low_level_execute_command(shell.remove(path), sudoable=False)
 
     @staticmethod
     def _run_command(argv):
         return run_command(argv)
+
+
+def _did_not_run(result):
+    """A failure without the module's own error class: the module did not start or did not end
+    (no Python, a crash), so it may have left its bundle behind."""
+    return bool(result.get("failed")) and not result.get("error")

@@ -68,9 +68,9 @@ def test_recorded_events_share_one_transaction_and_check_mode_writes_none(db):
 
 
 def test_prune_keeps_events_a_sink_has_not_read_and_refuses_less_than_a_day(db):
-    conn = db(("SELECT count(*) FROM gateway_events WHERE at < now() - make_interval(days => %s) AND", [(3,)]),
+    conn = db(("SELECT count(*) FROM gateway_events WHERE at < now() - %s * interval '1 day' AND", [(3,)]),
               ("SELECT count(*) FROM gateway_events", [(5,)]))
-    call = Call(dict(PARAMS, older_than_days=30, batch_size=1000), True, False, None)
+    call = Call(dict(PARAMS, older_than_days=30.0, batch_size=1000), True, False, None)
     result = prune_events(call)
     assert result["pruned"] == 3 and result["kept_unshipped"] == 2 and call.warnings
     assert "event_sinks" in conn.statements[0][0]
