@@ -207,7 +207,7 @@ class LocalFirstAction(ActionBase):
                 return result
             if self._task.become:
                 shell = self._connection._shell  # pylint: disable=protected-access
-                remote = shell.join_path(self._make_tmp_path(), "bundle.tar")
+                remote = shell.join_path(self._make_tmp_path(), _transit_name())
             else:
                 remote = self._transit_path()[0]
             result = self._execute_module(module_args=dict(module_args, bundle=remote), task_vars=task_vars)
@@ -237,7 +237,7 @@ class LocalFirstAction(ActionBase):
         home directory is given to the transfer relative to it (transfers start there and do not
         expand ~) and to the module with ~ (its path option expands it)."""
         shell = self._connection._shell  # pylint: disable=protected-access
-        path = shell.join_path(shell.get_option("remote_tmp"), "demiurge-bundle-%s.tar" % uuid.uuid4().hex)
+        path = shell.join_path(shell.get_option("remote_tmp"), _transit_name())
         return path, path[2:] if path.startswith("~/") else path
 
     def _put_bundle(self, local):
@@ -256,7 +256,7 @@ class LocalFirstAction(ActionBase):
                 pass
         shell = self._connection._shell  # pylint: disable=protected-access
         tmpdir = self._make_tmp_path()
-        remote = shell.join_path(tmpdir, "bundle.tar")
+        remote = shell.join_path(tmpdir, _transit_name())
         self._connection.put_file(local, remote)
         self._fixup_perms2((tmpdir, remote), execute=False)
         return remote
@@ -268,6 +268,11 @@ class LocalFirstAction(ActionBase):
     @staticmethod
     def _run_command(argv):
         return run_command(argv)
+
+
+def _transit_name():
+    """A bundle's file name on a host; reconcile.yml sweeps what killed runs left by this name."""
+    return "demiurge-bundle-%s.tar" % uuid.uuid4().hex
 
 
 def _did_not_run(result):

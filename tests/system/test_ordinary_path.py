@@ -39,8 +39,8 @@ def _ensure_sshd():
     if shutil.which("sshd", path="/usr/sbin"):
         return
     # As the lab role does: the package, without starting the distribution's own service.
-    proc = subprocess.run([str(Path(ansible_playbook()).with_name("ansible")), "localhost", "-m", "ansible.builtin.apt", "-a", "name=openssh-server policy_rc_d=101"],
-                          cwd=REPO, env=runner_env(), capture_output=True, text=True, check=False, timeout=600)
+    proc = subprocess.run([str(Path(ansible_playbook()).with_name("ansible")), "localhost", "-m", "ansible.builtin.apt",
+                           "-a", "name=openssh-server policy_rc_d=101"], cwd=REPO, env=runner_env(), capture_output=True, text=True, check=False, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
 
