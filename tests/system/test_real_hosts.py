@@ -650,3 +650,12 @@ def test_parallel_allocations_between_hosts_each_get_their_own_gateway(settled):
     finally:
         all_at_once("release", winners)
     assert all(results[organization][0] == 0 for organization in winners), [results[o][1][-2000:] for o in winners]
+
+
+def test_reconcile_sweeps_bundles_left_in_transit_and_passes_over_a_host_that_does_not_answer(settled):
+    # What a run killed in the middle of a move leaves: a bundle in a host's temporary directory.
+    sh("gwhost1", "mkdir -p /tmp/.ansible && head -c 100000 /dev/urandom > /tmp/.ansible/demiurge-bundle-left.tar")
+    with hung("gwhost2"):
+        rc, out = playbook("reconcile", "-e", "allocation_transit_max_age=0", fault=True)
+    assert rc == 0, out[-3000:]
+    assert sh("gwhost1", "ls /tmp/.ansible | grep -c demiurge-bundle || true") == "0"
