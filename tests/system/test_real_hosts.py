@@ -248,6 +248,15 @@ def write_data(gateway, size=3000000):
     return dict(reversed(line.split()) for line in out.splitlines())
 
 
+def allocated_org(size=3000000):
+    """A newly allocated organization with data on its gateway: (organization, gateway, written)."""
+    organization = new_org()
+    rc, out = playbook("allocate", "-e", "organization_id=%s" % organization)
+    assert rc == 0, out[-3000:]
+    gateway = live()[organization]["gateway"]
+    return organization, gateway, write_data(gateway, size=size)
+
+
 def read_data(gateway):
     host = gateways()[gateway]["metadata"]["host"]
     root = "%s/%s/data" % (state_path(LAB_ENV, "gateways"), gateway)
@@ -360,11 +369,7 @@ def test_an_edge_unreachable_during_the_route_step_fails_the_allocation_and_reco
 
 
 def test_the_storage_host_unreachable_during_release_stops_it_with_nothing_lost(settled):
-    organization = new_org()
-    rc, out = playbook("allocate", "-e", "organization_id=%s" % organization)
-    assert rc == 0, out[-3000:]
-    gateway = live()[organization]["gateway"]
-    written = write_data(gateway)
+    organization, gateway, written = allocated_org()
     with hung("storage1"):
         rc, out = playbook("release", "-e", "organization_id=%s" % organization, fault=True)
     assert rc != 0 and "storage1" in out and "Nothing was withdrawn" in out, out[-3000:]
@@ -382,11 +387,7 @@ def _assert_stored(organization, written):
 
 
 def test_a_full_storage_host_stops_the_release_with_nothing_lost(settled):
-    organization = new_org()
-    rc, out = playbook("allocate", "-e", "organization_id=%s" % organization)
-    assert rc == 0, out[-3000:]
-    gateway = live()[organization]["gateway"]
-    written = write_data(gateway, size=8000000)
+    organization, gateway, written = allocated_org(size=8000000)
     with full_disk("storage1"):
         rc, out = playbook("release", "-e", "organization_id=%s" % organization)
     assert rc != 0 and "full" in out and "Nothing was withdrawn" in out, out[-3000:]
@@ -397,12 +398,7 @@ def test_a_full_storage_host_stops_the_release_with_nothing_lost(settled):
 
 
 def test_the_storage_host_unreachable_during_restore_rolls_the_allocation_back(settled):
-    organization = new_org()
-    rc, out = playbook("allocate", "-e", "organization_id=%s" % organization)
-    assert rc == 0, out[-3000:]
-    written = write_data(live()[organization]["gateway"])
-    rc, out = playbook("release", "-e", "organization_id=%s" % organization)
-    assert rc == 0, out[-3000:]
+    organization, written = stored_org()
     with hung("storage1"):
         rc, out = playbook("allocate", "-e", "organization_id=%s" % organization, fault=True)
     assert rc != 0 and "step 'restore' on storage1" in out and "was rolled back" in out, out[-3000:]
@@ -492,10 +488,7 @@ RELEASE_TASKS = ["Keep the gateway's snapshot", "Remove the routes from every ed
 @pytest.mark.kill_matrix
 @pytest.mark.parametrize("task", RELEASE_TASKS)
 def test_a_release_killed_between_hosts_is_finished_by_reconcile_with_the_data_in_storage(settled, task):
-    organization = new_org()
-    rc, out = playbook("allocate", "-e", "organization_id=%s" % organization)
-    assert rc == 0, out[-3000:]
-    written = write_data(live()[organization]["gateway"], size=2000000)
+    organization, dummy, written = allocated_org(size=2000000)
     rc, out = playbook("release", "-e", "organization_id=%s" % organization, "-e", "allocation_lease_seconds=2", kill_at=task)
     assert "KILLED at" in out, "the release ended before %r: %s" % (task, out[-3000:])
     wait_lease_lapsed(organization)
@@ -517,10 +510,7 @@ def wait_lease_lapsed(organization):
 
 def stored_org(size=1000000):
     """An organization released with data in central storage: (organization, written files)."""
-    organization = new_org()
-    rc, out = playbook("allocate", "-e", "organization_id=%s" % organization)
-    assert rc == 0, out[-3000:]
-    written = write_data(live()[organization]["gateway"], size=size)
+    organization, dummy, written = allocated_org(size=size)
     rc, out = playbook("release", "-e", "organization_id=%s" % organization)
     assert rc == 0, out[-3000:]
     return organization, written
@@ -587,10 +577,7 @@ def test_a_rollback_killed_between_hosts_is_finished_by_reconcile(settled, task)
 
 
 def test_an_edge_unreachable_during_release_stops_it_and_reconcile_finishes(settled):
-    organization = new_org()
-    rc, out = playbook("allocate", "-e", "organization_id=%s" % organization)
-    assert rc == 0, out[-3000:]
-    written = write_data(live()[organization]["gateway"])
+    organization, dummy, written = allocated_org()
     with hung("edge2"):
         rc, out = playbook("release", "-e", "organization_id=%s" % organization, "-e", "allocation_lease_seconds=2",
                            fault=True)
