@@ -57,7 +57,7 @@ def event_info(call):
         where.append("e.allocation_id = %s")
         args.append(_uuid(params["allocation_id"], "allocation_id"))
     if params["gateway"]:
-        where.append("e.gateway_id = (SELECT id FROM gateways WHERE name = %s OR id::text = %s)")
+        where.append("e.gateway_id IN (SELECT id FROM gateways WHERE name = %s OR id::text = %s)")
         args.extend([params["gateway"], params["gateway"].lower()])
     if params["kinds"]:
         # A kind ending in '.' selects its whole family ('step.' is every step event).
@@ -177,15 +177,29 @@ POOL_EVENT_PRUNE = ModuleDef(prune_argument_spec, prune_events)
 
 # --- pool_settings --------------------------------------------------------------------------
 
-SETTINGS = ("ready_floor",)
+# Name: (lowest value, what it counts). The database holds every setting with its default
+# (migration 4), so the metrics and the autoscaler read one source.
+SETTINGS = {
+    "ready_floor": (0, "a count of gateways"),
+    "scale_step": (1, "a count of gateways"),
+    "max_total": (0, "a count of gateways"),
+    "host_capacity": (0, "a count of gateways"),
+    "scale_up_cooldown_seconds": (0, "seconds"),
+    "scale_down_cooldown_seconds": (0, "seconds"),
+    "idle_seconds": (0, "seconds"),
+    "breaker_failures": (1, "a count of failed creations"),
+    "breaker_open_seconds": (0, "seconds"),
+}
 
 
 def ensure_settings(call):
     params = call.params
     wanted = {name: params[name] for name in SETTINGS if params[name] is not None}
     for name, value in wanted.items():
-        if value < 0:
-            raise InvalidInputError("%s %s is negative" % (name, value), hint="Give a count of gateways, 0 or more")
+        lowest, unit = SETTINGS[name]
+        if value < lowest:
+            raise InvalidInputError("%s %s is below %s" % (name, value, lowest),
+                                    hint="Give %s, %s or more" % (unit, lowest))
     with Transaction(params, call.check_mode) as conn:
         before = dict(conn.execute("SELECT name, value FROM pool_settings").fetchall())
         for name, value in wanted.items():
@@ -198,7 +212,8 @@ def ensure_settings(call):
 
 def settings_argument_spec():
     spec = pool_db_argument_spec()
-    spec.update(ready_floor={"type": "int"})
+    spec.update((name, {"type": "int"}) for name in SETTINGS)
+    spec["ready_floor"]["aliases"] = ["min_ready"]
     return spec
 
 

@@ -500,10 +500,92 @@ BEGIN
 END $$;
 """
 
+_V4_AUTOSCALING = r"""
+-- 'retiring': taken out of the claimable set by the autoscaler, being stopped.
+ALTER TABLE gateways DROP CONSTRAINT gateways_status_check;
+ALTER TABLE gateways ADD CONSTRAINT gateways_status_check
+    CHECK (status IN ('starting', 'ready', 'allocated', 'resetting', 'quarantined', 'retiring', 'retired'));
+-- A retired gateway's row stays for the allocations that refer to it; its name (its slot on its
+-- host) may be used again.
+ALTER TABLE gateways DROP CONSTRAINT gateways_name_key;
+CREATE UNIQUE INDEX gateways_name_in_use ON gateways (name) WHERE status <> 'retired';
+-- The autoscaler run that registered the gateway (NULL when an operator did).
+ALTER TABLE gateways ADD COLUMN created_by text;
+
+ALTER TABLE pool_settings DROP CONSTRAINT pool_settings_name_check;
+ALTER TABLE pool_settings ADD CONSTRAINT pool_settings_name_check CHECK (name IN (
+    'ready_floor', 'scale_step', 'max_total', 'host_capacity', 'scale_up_cooldown_seconds',
+    'scale_down_cooldown_seconds', 'idle_seconds', 'breaker_failures', 'breaker_open_seconds'));
+-- The platform's defaults: when fewer than 2 are ready, create 3 more.
+INSERT INTO pool_settings (name, value) VALUES
+    ('ready_floor', 2), ('scale_step', 3), ('max_total', 20), ('host_capacity', 10),
+    ('scale_up_cooldown_seconds', 30), ('scale_down_cooldown_seconds', 600), ('idle_seconds', 1800),
+    ('breaker_failures', 3), ('breaker_open_seconds', 300)
+ON CONFLICT (name) DO NOTHING;
+
+-- The autoscaler's one row: the lease of the run acting now (single flight), its cooldowns and
+-- its circuit breaker.
+CREATE TABLE autoscaler_state (
+    id                   boolean PRIMARY KEY DEFAULT true CHECK (id),
+    holder               text,
+    lease_expires_at     timestamptz,
+    last_scale_up_at     timestamptz,
+    last_scale_down_at   timestamptz,
+    consecutive_failures integer NOT NULL DEFAULT 0,
+    breaker_open_until   timestamptz,
+    last_decision        jsonb NOT NULL DEFAULT '{}',
+    updated_at           timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO autoscaler_state DEFAULT VALUES;
+
+-- A gateway being retired is never put back in service.
+CREATE OR REPLACE PROCEDURE proc_gateways_set_ready(p_gateway_id uuid)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_status text;
+BEGIN
+    SELECT status INTO v_status FROM gateways WHERE id = p_gateway_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'gateway % does not exist', p_gateway_id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF EXISTS (SELECT 1 FROM organizations_gateways WHERE gateway_id = p_gateway_id AND stopped_at IS NULL) THEN
+        RAISE EXCEPTION 'gateway % is allocated and cannot return to the pool', p_gateway_id
+            USING ERRCODE = 'object_in_use', HINT = 'Release its organization first';
+    END IF;
+    IF v_status IN ('retiring', 'retired') THEN
+        RAISE EXCEPTION 'gateway % is %', p_gateway_id, v_status USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF v_status <> 'ready' THEN
+        UPDATE gateways SET status = 'ready', status_reason = NULL, ready_at = now(), updated_at = now()
+        WHERE id = p_gateway_id;
+        INSERT INTO gateway_events (kind, gateway_id, detail)
+        VALUES ('gateway.ready', p_gateway_id, jsonb_build_object('from', v_status));
+    END IF;
+END $$;
+
+DROP FUNCTION func_gateway_stats();
+CREATE FUNCTION func_gateway_stats()
+RETURNS TABLE (total bigint, starting bigint, ready bigint, allocated bigint, resetting bigint,
+               quarantined bigint, retiring bigint, retired bigint, live_allocations bigint)
+LANGUAGE sql STABLE AS $$
+    SELECT count(*),
+           count(*) FILTER (WHERE status = 'starting'),
+           count(*) FILTER (WHERE status = 'ready'),
+           count(*) FILTER (WHERE status = 'allocated'),
+           count(*) FILTER (WHERE status = 'resetting'),
+           count(*) FILTER (WHERE status = 'quarantined'),
+           count(*) FILTER (WHERE status = 'retiring'),
+           count(*) FILTER (WHERE status = 'retired'),
+           (SELECT count(*) FROM organizations_gateways WHERE stopped_at IS NULL)
+    FROM gateways
+$$;
+"""
+
 MIGRATIONS = (
     Migration(1, "pool tables, allocation journal, events and routines", _V1_POOL),
     Migration(2, "lease holders, handshake tokens, a journal record per step and host", _V2_LEASES_AND_HANDSHAKE),
     Migration(3, "events with causes, their sinks, and the counters and gauges behind the metrics", _V3_EVENTS_AND_METRICS),
+    Migration(4, "autoscaling: retiring gateways, reusable names, scaler settings and state", _V4_AUTOSCALING),
 )
 
 

@@ -98,7 +98,9 @@ def event(conn, kind, gateway=None, organization=None, allocation=None, step=Non
 
 
 def _gateway(conn, name):
-    row = conn.execute("SELECT %s FROM gateways WHERE name = %%s FOR UPDATE" % _GATEWAY_COLUMNS, (name,)).fetchone()
+    # A retired gateway's name may be in use again (migration 4): the name means the one not retired.
+    row = conn.execute("SELECT %s FROM gateways WHERE name = %%s AND status <> 'retired' FOR UPDATE" % _GATEWAY_COLUMNS,
+                       (name,)).fetchone()
     return None if row is None else _plain(row, _GATEWAY_COLUMNS.split(", "))
 
 
@@ -198,15 +200,20 @@ def _remove_gateway(conn, before, params):
     if live:
         raise InvalidInputError("Gateway %s is allocated to organization %s" % (params["name"], live["organization"]),
                                 hint="Release the organization before removing its gateway")
-    history = conn.execute("SELECT 1 FROM organizations_gateways WHERE gateway_id = %s LIMIT 1", (before["id"],)).fetchone()
+    retire_gateway(conn, before)
+    return {"changed": True, "gateway": None, "diff": {"before": _comparable(before), "after": {}}}
+
+
+def retire_gateway(conn, gateway, run=None):
+    """Take a gateway (id, name, status) out of the pool for good, in the caller's transaction."""
+    history = conn.execute("SELECT 1 FROM organizations_gateways WHERE gateway_id = %s LIMIT 1", (gateway["id"],)).fetchone()
     if history:
         # Allocations refer to it: keep the row for history, never hand it out again.
-        conn.execute("UPDATE gateways SET status = 'retired', updated_at = now() WHERE id = %s", (before["id"],))
-        event(conn, "gateway.retired", gateway=before["id"], detail={"from": before["status"]})
+        conn.execute("UPDATE gateways SET status = 'retired', updated_at = now() WHERE id = %s", (gateway["id"],))
+        event(conn, "gateway.retired", gateway=gateway["id"], run=run, detail={"from": gateway["status"]})
     else:
-        conn.execute("DELETE FROM gateways WHERE id = %s", (before["id"],))
-        event(conn, "gateway.removed", gateway=before["id"], detail={"name": before["name"]})
-    return {"changed": True, "gateway": None, "diff": {"before": _comparable(before), "after": {}}}
+        conn.execute("DELETE FROM gateways WHERE id = %s", (gateway["id"],))
+        event(conn, "gateway.removed", gateway=gateway["id"], run=run, detail={"name": gateway["name"]})
 
 
 def gateway_argument_spec():
@@ -558,7 +565,8 @@ POOL_ALLOCATION_STEP = ModuleDef(step_argument_spec, record_step)
 def pool_info(call):
     params = call.params
     with Transaction(params, True) as conn:
-        names = ("total", "starting", "ready", "allocated", "resetting", "quarantined", "retired", "live_allocations")
+        names = ("total", "starting", "ready", "allocated", "resetting", "quarantined", "retiring", "retired",
+                 "live_allocations")
         stats = _plain(conn.execute("SELECT * FROM func_gateway_stats()").fetchone(), names)
         result = {"changed": False, "stats": stats}
         if params["organization"]:

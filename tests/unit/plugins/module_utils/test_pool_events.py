@@ -6,6 +6,7 @@ from ansible_collections.demiurge.gateway.plugins.module_utils import _pool_ops
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import InvalidInputError, PoolExhaustedError
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import Call
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_events import (
+    SETTINGS,
     ensure_settings,
     event_info,
     prune_events,
@@ -79,13 +80,16 @@ def test_prune_keeps_events_a_sink_has_not_read_and_refuses_less_than_a_day(db):
 
 
 def test_settings_change_only_what_differs(db):
-    conn = db(("SELECT name, value FROM pool_settings", [("ready_floor", 5)]))
-    result = ensure_settings(Call(dict(PARAMS, ready_floor=5), False, True, None))
+    unset = dict(PARAMS, **dict.fromkeys(SETTINGS))
+    conn = db(("SELECT name, value FROM pool_settings", [("ready_floor", 5), ("scale_step", 3)]))
+    result = ensure_settings(Call(dict(unset, ready_floor=5), False, True, None))
     assert result["changed"] is False and conn.ran("INSERT INTO pool_settings") == []
-    result = ensure_settings(Call(dict(PARAMS, ready_floor=7), False, True, None))
-    assert result["changed"] and result["diff"] == {"before": {"ready_floor": 5}, "after": {"ready_floor": 7}}
-    with pytest.raises(InvalidInputError):
-        ensure_settings(Call(dict(PARAMS, ready_floor=-1), False, True, None))
+    result = ensure_settings(Call(dict(unset, ready_floor=7), False, True, None))
+    assert result["changed"] and result["diff"] == {"before": {"ready_floor": 5, "scale_step": 3},
+                                                    "after": {"ready_floor": 7, "scale_step": 3}}
+    for name, value in (("ready_floor", -1), ("scale_step", 0), ("breaker_failures", 0), ("idle_seconds", -5)):
+        with pytest.raises(InvalidInputError, match=name):
+            ensure_settings(Call(dict(unset, **{name: value}), False, True, None))
 
 
 def test_a_refused_claim_is_recorded_as_an_event_in_its_own_transaction(db, monkeypatch):

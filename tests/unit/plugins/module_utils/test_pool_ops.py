@@ -182,7 +182,7 @@ def test_journal_records_are_keyed_by_host_and_need_the_lease(db):
 
 def test_pool_info_reads_any_number_of_allocations_in_two_queries(db):
     rows = [allocation_row("active", holder=None)] * 50
-    conn = db(("func_gateway_stats", [(50, 0, 0, 50, 0, 0, 0, 50)]), ("FROM organizations_gateways og", rows),
+    conn = db(("func_gateway_stats", [(50, 0, 0, 50, 0, 0, 0, 0, 50)]), ("FROM organizations_gateways og", rows),
               ("FROM allocation_steps", []))
     result = _pool_ops.pool_info(Call(dict(PARAMS, gateways=False, allocations=True, organization=None, stale_seconds=300),
                                       True, False, None))
