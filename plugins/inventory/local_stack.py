@@ -9,9 +9,9 @@ name: local_stack
 short_description: Inventory of a local stack started by the demiurge.gateway.local_stack role
 version_added: 0.1.0
 description:
-  - Adds C(localhost) (local connection, the controller's Python) to the group C(edges) and sets
-    every variable the C(local_stack) role and the allocation playbooks need for one local stack
-    environment, chosen by O(env_name) and O(port_base).
+  - Adds C(localhost) (local connection, the controller's Python) to the groups C(edges) and
+    C(gateway_hosts) and sets every variable the C(local_stack) role, the allocation playbooks and
+    the autoscaler need for one local stack environment, chosen by O(env_name) and O(port_base).
   - Values are computed once, when the inventory is parsed, so tasks do not template them again.
     The two secrets (C(demiurge_pool_db.login_password) and C(demiurge_pdns_api.api_key)) are read
     from the environment's state directory only when a task uses them, because the stack creates
@@ -44,8 +44,9 @@ options:
       - name: DEMIURGE_PORT_BASE
   local_edge:
     description:
-      - Whether the stack's own nginx on C(localhost) is the edge. If so, C(localhost) is in the group
-        C(edges) with its edge variables, and organization names resolve to 127.0.0.1.
+      - Whether the stack's own nginx on C(localhost) is the edge and its stand-ins the gateways. If so,
+        C(localhost) is in the groups C(edges) and C(gateway_hosts) with their variables, and
+        organization names resolve to 127.0.0.1.
     type: bool
     default: true
 author:
@@ -119,7 +120,10 @@ def stack_variables(env_name, port_base, local_edge=True):
         # A records of organization names: the edge's public addresses.
         group_vars["demiurge_edge_addresses"] = ["127.0.0.1"]
         host_vars.update(demiurge_edge_config_root=state_path(env_name, "nginx"),
-                         demiurge_edge_listen_url="http://127.0.0.1:%d" % (port_base + 80))
+                         demiurge_edge_listen_url="http://127.0.0.1:%d" % (port_base + 80),
+                         # Its gateways, as the local_stack role runs them: the autoscaler adds and removes some.
+                         gateway_standin_env_name=env_name, gateway_standin_port_base=port_base + 500,
+                         gateway_standin_pool_db=trust_as_template("{{ demiurge_pool_db }}"))
     return group_vars, host_vars
 
 
@@ -135,7 +139,10 @@ class InventoryModule(BaseInventoryPlugin):
         local_edge = self.get_option("local_edge")
         group_vars, host_vars = stack_variables(self.get_option("env_name"), self.get_option("port_base"), local_edge)
         self.inventory.add_group("edges")
+        self.inventory.add_group("gateway_hosts")
         self.inventory.add_host("localhost", group="edges" if local_edge else None)
+        if local_edge:
+            self.inventory.add_host("localhost", group="gateway_hosts")
         for name, value in group_vars.items():
             self.inventory.set_variable("all", name, value)
         for name, value in host_vars.items():

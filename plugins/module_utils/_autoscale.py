@@ -187,9 +187,10 @@ def decide(call):
             decision["retire"] = [name for name in decision["retire"] if name in taken]
         stamp = ("last_scale_up_at = now(), " if decision["create"] else "") + \
                 ("last_scale_down_at = now(), " if decision["retire"] else "")
+        decision.update(run=params["run"], at=now.isoformat())
         conn.execute("UPDATE autoscaler_state SET holder = %s, lease_expires_at = now() + make_interval(secs => %s), "
                      + stamp + "last_decision = %s, updated_at = now()",
-                     (params["run"], params["lease_seconds"], psycopg.types.json.Jsonb(dict(decision, at=now.isoformat(), run=params["run"]))))
+                     (params["run"], params["lease_seconds"], psycopg.types.json.Jsonb(decision)))
         event(conn, "autoscale.decision", run=params["run"], step=decision["action"], cause=decision["reason"],
               detail={"inputs": decision["inputs"], "create": [g["name"] for g in decision["create"]],
                       "retire": decision["retire"], "leftovers": sorted(leaving)})
@@ -209,7 +210,7 @@ def finish(call):
     are retired, failed creations count toward the breaker, and the lease is given back."""
     params = call.params
     stopped = set(params["stopped"])
-    result = {"deleted": [], "retired": [], "created": [], "failed": [], "breaker_opened": False}
+    result = {"deleted": [], "retired": [], "created": [], "start_failed": [], "breaker_opened": False}
     with Transaction(params, call.check_mode) as conn:
         state, now = _state(conn)
         if state["holder"] != params["run"]:
@@ -235,24 +236,25 @@ def finish(call):
                 "SELECT name FROM gateways WHERE name = ANY(%s) AND status NOT IN ('starting', 'retiring', 'retired') "
                 "AND created_by = %s", (planned, params["run"])).fetchall()}
             result["created"] = [name for name in planned if name in ready]
-            result["failed"] = [name for name in planned if name not in ready]
-        failures = (0 if result["created"] else state["consecutive_failures"]) + len(result["failed"])
-        opened = bool(result["failed"]) and failures >= settings["breaker_failures"]
+            result["start_failed"] = [name for name in planned if name not in ready]
+        failures = (0 if result["created"] else state["consecutive_failures"]) + len(result["start_failed"])
+        opened = bool(result["start_failed"]) and failures >= settings["breaker_failures"]
         conn.execute("UPDATE autoscaler_state SET holder = NULL, lease_expires_at = NULL, consecutive_failures = %s, "
                      "breaker_open_until = CASE WHEN %s THEN now() + make_interval(secs => %s) ELSE breaker_open_until END, "
                      "updated_at = now()", (failures, opened, settings["breaker_open_seconds"]))
         if opened:
             result["breaker_opened"] = True
             event(conn, "autoscale.breaker_opened", run=params["run"],
-                  cause="%s consecutive failed creations (last: %s)" % (failures, ", ".join(result["failed"])),
+                  cause="%s consecutive failed creations (last: %s)" % (failures, ", ".join(result["start_failed"])),
                   detail={"failures": failures, "open_seconds": settings["breaker_open_seconds"]})
         event(conn, "autoscale.finished", run=params["run"], step=decision.get("action"),
               detail=dict((key, value) for key, value in result.items() if key != "breaker_opened"))
-    result["changed"] = True
+    # Giving the lease back is bookkeeping; a change is a gateway removed or retired.
+    result["changed"] = bool(result["deleted"] or result["retired"])
     result["consecutive_failures"] = failures
-    if result["failed"]:
+    if result["start_failed"]:
         call.warn("Autoscaler run %s: creating %s failed; %s consecutive failed creations (the breaker opens at %s)"
-                  % (params["run"], ", ".join(result["failed"]), failures, settings["breaker_failures"]))
+                  % (params["run"], ", ".join(result["start_failed"]), failures, settings["breaker_failures"]))
     return result
 
 

@@ -152,7 +152,7 @@ created:
   returned: phase is finish
   type: list
   elements: str
-failed:
+start_failed:
   description: Gateways of the run's decision that did not become ready.
   returned: phase is finish
   type: list

@@ -50,6 +50,9 @@ def test_defaults_describe_dev_001(source, monkeypatch):
     assert host["demiurge_edge_config_root"] == "/srv/stacks/dev-001/nginx"
     assert host["demiurge_edge_listen_url"] == "http://127.0.0.1:15080"
     assert host["ansible_connection"] == "local" and host["ansible_python_interpreter"] == sys.executable
+    # Its gateways are the stand-ins the local_stack role runs; the autoscaler reads these.
+    assert [host.name for host in inventory.groups["gateway_hosts"].get_hosts()] == ["localhost"]
+    assert host["gateway_standin_env_name"] == "dev-001" and host["gateway_standin_port_base"] == 15500
 
 
 def test_environment_variables_pick_the_stack(source, monkeypatch):
