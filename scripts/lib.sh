@@ -101,6 +101,18 @@ bootstrap() {
   install_collection
 }
 
+# ansible-rulebook (Event-Driven Ansible) for the autoscaler's rulebook: its own venv, since it pins
+# its own dependencies, and Debian's Java 17 for its rule engine. Prints the command's path.
+install_rulebook() {
+  local venv=$BUILD_DIR/eda-venv
+  install_system_packages openjdk-17-jre-headless >&2
+  if [[ ! -x $venv/bin/ansible-rulebook ]]; then
+    "$(find_python newest)" -m venv --clear "$venv" >&2
+    pip_install "$venv/bin/pip" -r "$REPO_ROOT/requirements-eda.txt" >&2 || { rm -rf "$venv"; return 1; }
+  fi
+  echo "$venv/bin/ansible-rulebook"
+}
+
 # Build the collection tarball and install it, so every playbook runs the shipped artifact by FQCN.
 install_collection() {
   rm -rf "$BUILD_DIR/collections" "$BUILD_DIR"/demiurge-gateway-*.tar.gz && mkdir -p "$BUILD_DIR"

@@ -161,7 +161,8 @@ def decide(call):
         if state["holder"] and state["holder"] != params["run"] and state["lease_expires_at"] > now:
             message = ("Another autoscaler run (%s) holds the scaler until %s; this run does nothing"
                        % (state["holder"], state["lease_expires_at"].isoformat()))
-            event(conn, "autoscale.skipped", run=params["run"], cause=message, detail={"holder": state["holder"]})
+            event(conn, "autoscale.skipped", run=params["run"], cause=message,
+                  detail={"holder": state["holder"], "trigger": params["trigger"]})
             return {"changed": False, "acquired": False, "msg": message, "decision": None, "create": [], "retire": [],
                     "leftovers": [], "hosts": {}}
         gateways = _gateways(conn)
@@ -187,13 +188,13 @@ def decide(call):
             decision["retire"] = [name for name in decision["retire"] if name in taken]
         stamp = ("last_scale_up_at = now(), " if decision["create"] else "") + \
                 ("last_scale_down_at = now(), " if decision["retire"] else "")
-        decision.update(run=params["run"], at=now.isoformat())
+        decision.update(run=params["run"], at=now.isoformat(), trigger=params["trigger"])
         conn.execute("UPDATE autoscaler_state SET holder = %s, lease_expires_at = now() + make_interval(secs => %s), "
                      + stamp + "last_decision = %s, updated_at = now()",
                      (params["run"], params["lease_seconds"], psycopg.types.json.Jsonb(decision)))
         event(conn, "autoscale.decision", run=params["run"], step=decision["action"], cause=decision["reason"],
               detail={"inputs": decision["inputs"], "create": [g["name"] for g in decision["create"]],
-                      "retire": decision["retire"], "leftovers": sorted(leaving)})
+                      "retire": decision["retire"], "leftovers": sorted(leaving), "trigger": params["trigger"]})
     hosts = {}
     where = dict((g["name"], g["host"]) for g in gateways)
     for gateway in decision["create"]:
@@ -281,6 +282,7 @@ def autoscale_argument_spec():
         scale={"type": "bool", "default": True},
         stopped={"type": "list", "elements": "str", "default": []},
         lease_seconds={"type": "int", "default": 300},
+        trigger={"type": "str", "default": "manual"},
     )
     return spec
 

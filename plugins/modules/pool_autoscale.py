@@ -87,6 +87,11 @@ options:
     description: The longest one run may take; another run may act once it has passed.
     type: int
     default: 300
+  trigger:
+    description:
+      - What started the run (V(schedule), V(pool_event), V(alert), ...), recorded with the decision.
+    type: str
+    default: manual
 notes:
   - The lease, the cooldowns and the breaker live in table C(autoscaler_state) of the pool database.
 seealso:

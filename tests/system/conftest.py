@@ -19,6 +19,7 @@ import invariants
 def pytest_configure(config):
     config.addinivalue_line("markers", "kill_matrix: kills a playbook's process tree at every task, then reconciles")
     config.addinivalue_line("markers", "real_hosts: the platform on lab hosts reached over SSH, with a stack of its own")
+    config.addinivalue_line("markers", "event_driven: the autoscaler's rulebook run by ansible-rulebook")
     # Under CI a missing environment is a failure: a system suite that skips itself proves nothing.
     if os.environ.get("CI") and not os.environ.get("DEMIURGE_TEST_ENV"):
         raise pytest.UsageError("DEMIURGE_TEST_ENV is not set under CI: run the system tests through scripts/test.sh")

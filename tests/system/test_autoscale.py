@@ -6,6 +6,7 @@ gateways are never retired; each test sets the floor relative to what is ready n
 and every gateway the scaler made are put back afterwards."""
 
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -17,7 +18,7 @@ import pytest
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._paths import state_path
 from invariants import db
-from lifecycle import ENV, ansible_playbook, eventually, plain, run, run_and_kill, runner_env, INVENTORY
+from lifecycle import ENV, INVENTORY, REPO, ansible_playbook, descendants, eventually, plain, run, run_and_kill, runner_env
 from test_monitoring import prometheus_alert_state, value
 
 BASE = int(os.environ.get("DEMIURGE_TEST_PORT_BASE", "16000"))
@@ -278,3 +279,90 @@ def test_a_run_killed_midway_leaves_nothing_after_reconcile(task, offset):
     assert running_scaler_gateways() == {name for name, status in left.items() if status == "ready"}
     with db() as conn:
         assert conn.execute("SELECT holder FROM autoscaler_state").fetchone()[0] is None
+
+
+# --- event-driven: the shipped rulebook, run by ansible-rulebook --------------------------------
+
+@pytest.fixture
+def rulebook(tmp_path):
+    """Start extensions/eda/rulebooks/autoscale.yml with its webhook on the given port; the scaler's
+    inventory is the test stack's plus AUTOSCALE_VARS for localhost. Stopped afterwards."""
+    procs = []
+
+    def start(webhook_port):
+        inventory = tmp_path / "inventory"
+        inventory.mkdir()
+        (inventory / "local_stack.yml").symlink_to(REPO / "inventories/local/local_stack.yml")
+        # Loaded after local_stack.yml (sources load in name order), so its values win.
+        (inventory / "zz_autoscale.yml").write_text(
+            "all:\n  hosts:\n    localhost:\n" + "".join("      %s: %s\n" % item for item in AUTOSCALE_VARS.items()))
+        log = open(tmp_path / "rulebook.log", "w")
+        env = dict(os.environ, **runner_env(
+            PGPASSWORD=os.environ["DEMIURGE_TEST_PG_PASSWORD"], DEMIURGE_EDA_WEBHOOK_PORT=str(webhook_port),
+            DEMIURGE_EDA_POOL_DSN="host=127.0.0.1 port=%s dbname=demiurge user=demiurge" % os.environ["DEMIURGE_TEST_PG_PORT"]))
+        proc = subprocess.Popen([os.environ["DEMIURGE_TEST_RULEBOOK"], "--rulebook",
+                                 str(REPO / "extensions/eda/rulebooks/autoscale.yml"), "-i", str(inventory),
+                                 "--env-vars", "DEMIURGE_EDA_POOL_DSN,DEMIURGE_EDA_WEBHOOK_PORT"],
+                                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        procs.append(proc)
+        eventually("the rulebook listening on the pool's channel and its webhook", lambda: _listening(webhook_port), timeout=120)
+        return tmp_path / "rulebook.log"
+
+    yield start
+    for proc in procs:
+        for pid in [proc.pid] + descendants(proc.pid):
+            try:
+                os.kill(pid, 15)
+            except ProcessLookupError:
+                pass
+        proc.wait(60)
+
+
+def _listening(port):
+    with db() as conn:
+        listening = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%%'").fetchone()[0]
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return listening > 0
+
+
+def _triggered(mark, trigger):
+    return [detail for step, _, _, detail in events("autoscale.decision", mark) if detail.get("trigger") == trigger]
+
+
+@pytest.mark.event_driven
+def test_a_burst_of_claims_runs_the_scaler_once(rulebook):
+    # Alertmanager posts to base + 96; this rulebook listens elsewhere, so only the pool's events reach it.
+    log = rulebook(BASE + 97)
+    settings(ready_floor=floor_for(0))
+    mark = last_event_id()
+    organizations = [str(uuid.uuid4()) for _ in range(5)]
+    with db() as conn:
+        claimed = [conn.execute("CALL proc_organizations_start_gateway(%s, interval '10 minutes', NULL, NULL, NULL)",
+                                (organization,)).fetchone()[1] for organization in organizations]
+    try:
+        decided = eventually("the scaler run by the rulebook", lambda: _triggered(mark, "pool_event"), timeout=120)
+        eventually("its gateways ready", lambda: len(scaler_gateways("ready")) == 6, timeout=120)
+        time.sleep(8)  # past the throttle's window: the burst caused one run, no more
+        assert len(_triggered(mark, "pool_event")) == 1, log.read_text()
+        assert decided[0]["create"] == [PREFIX + "%03d" % slot for slot in range(1, 7)]
+    finally:
+        with db() as conn:
+            for organization, gateway in zip(organizations, claimed):
+                conn.execute("CALL proc_organizations_gateways_stop(%s, 'released')", (organization,))
+                conn.execute("CALL proc_gateways_set_ready(%s)", (gateway,))
+
+
+@pytest.mark.event_driven
+def test_the_ready_below_floor_alert_runs_the_scaler(rulebook):
+    """Prometheus evaluates the shipped rule, Alertmanager posts to the rulebook's webhook, and the
+    rulebook runs the scaler: no pool event is involved (a setting changed)."""
+    log = rulebook(BASE + 96)
+    mark = last_event_id()
+    settings(ready_floor=floor_for(2))
+    decided = eventually("the scaler run on the alert", lambda: _triggered(mark, "alert"), timeout=120)
+    assert decided[0]["create"] == [PREFIX + "001", PREFIX + "002", PREFIX + "003"], log.read_text()
+    eventually("its gateways ready", lambda: len(scaler_gateways("ready")) == 3, timeout=120)
+    assert _triggered(mark, "pool_event") == []
