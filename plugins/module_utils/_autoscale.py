@@ -176,9 +176,12 @@ def decide(call):
             decision = {"action": "none", "reason": "repair only: leftovers of dead runs are cleaned up, nothing is scaled",
                         "create": [], "retire": [], "inputs": {}}
         for gateway in decision["create"]:
-            conn.execute("INSERT INTO gateways (name, api_url, nginx_upstream, metadata, created_by) "
-                         "VALUES (%s, %s, %s, jsonb_build_object('host', %s::text), %s)",
-                         (gateway["name"], gateway["api_url"], gateway["nginx_upstream"], gateway["host"], params["run"]))
+            gateway_id = conn.execute("INSERT INTO gateways (name, api_url, nginx_upstream, metadata, created_by) "
+                                      "VALUES (%s, %s, %s, jsonb_build_object('host', %s::text), %s) RETURNING id",
+                                      (gateway["name"], gateway["api_url"], gateway["nginx_upstream"], gateway["host"],
+                                       params["run"])).fetchone()[0]
+            event(conn, "gateway.registered", gateway=gateway_id, run=params["run"], host=gateway["host"],
+                  detail={"name": gateway["name"]})
         if decision["retire"]:
             # Taken out of the claimable set only if still ready: a gateway claimed since it was read
             # stays with its organization.
