@@ -171,7 +171,7 @@ def load(args):
         schedule.start()
         time.sleep(args.schedule + 15)  # the scaler brings the empty pool to its floor first
         sampler.start()
-        for _ in range(12):
+        for arrival in range(12):
             pool.claim()
             time.sleep(4)
         time.sleep(20)
@@ -326,7 +326,7 @@ def cost(args):
                              trigger="bench"), True, False, None)
             info = Call(dict(params, organization=None, gateways=False, allocations=False, stale_seconds=300), True, False, None)
             decided, read = [], []
-            for _ in range(args.rounds * 4):
+            for round_ in range(args.rounds * 4):
                 started = time.perf_counter()
                 decide(call)
                 decided.append(time.perf_counter() - started)
@@ -344,7 +344,7 @@ def cost(args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--part", action="append", choices=["load", "latency", "cost"])
     parser.add_argument("--schedule", type=float, default=10, help="seconds between scheduled scaler runs")
     parser.add_argument("--rounds", type=int, default=3)

@@ -100,7 +100,7 @@ def _placements(count, gateways, hosts, settings):
     free = {h["name"]: _free(h, gateways, settings) for h in hosts}
     used = {h["name"]: {_slot(g["name"], h["prefix"]) for g in gateways} for h in hosts}
     placed = []
-    for _ in range(max(count, 0)):
+    while len(placed) < count:
         host = max(hosts, key=lambda h: free[h["name"]], default=None)
         if host is None or free[host["name"]] <= 0:
             break
@@ -291,4 +291,3 @@ def autoscale_argument_spec():
 
 
 POOL_AUTOSCALE = ModuleDef(autoscale_argument_spec, run)
-

@@ -69,8 +69,9 @@ def running_scaler_gateways():
 
 def events(kind, since_id):
     with db() as conn:
-        return conn.execute("SELECT step, run, cause, detail FROM gateway_events WHERE kind = %s AND id > %s ORDER BY id",
+        rows = conn.execute("SELECT step, run, cause, detail FROM gateway_events WHERE kind = %s AND id > %s ORDER BY id",
                             (kind, since_id)).fetchall()
+    return [dict(zip(("step", "run", "cause", "detail"), row)) for row in rows]
 
 
 def last_event_id():
@@ -79,7 +80,7 @@ def last_event_id():
 
 
 def scale(check=False, **extra):
-    rc, _, out = run("autoscale", check=check, **dict(AUTOSCALE_VARS, **extra))
+    rc, out = run("autoscale", check=check, **dict(AUTOSCALE_VARS, **extra))[::2]
     return rc, plain(out)
 
 
@@ -139,15 +140,15 @@ def test_check_mode_shows_the_decision_then_a_run_creates_one_step_and_a_second_
                             "WHERE name LIKE %s", (PREFIX + "%",)).fetchall()
     assert all(row[0] == "localhost" and row[1] and row[2] and row[3] for row in rows)
     decision = events("autoscale.decision", mark)
-    assert [(step, detail["create"]) for step, _, _, detail in decision] == [("create", sorted(created))]
-    assert decision[0][3]["inputs"]["ready_floor"] == floor and decision[0][3]["inputs"]["ready"] == floor - 2
+    assert [(e["step"], e["detail"]["create"]) for e in decision] == [("create", sorted(created))]
+    assert decision[0]["detail"]["inputs"]["ready_floor"] == floor and decision[0]["detail"]["inputs"]["ready"] == floor - 2
     finished = events("autoscale.finished", mark)
-    assert finished[0][3]["created"] == sorted(created) and finished[0][3]["start_failed"] == []
+    assert finished[0]["detail"]["created"] == sorted(created) and finished[0]["detail"]["start_failed"] == []
 
     # Enough ready now: nothing more, whatever the number of runs.
     rc, out = scale()
     assert rc == 0 and "none idle for 3600 s" in out and "changed=0" in out, out
-    assert scaler_gateways() == created and events("autoscale.decision", mark)[-1][0] == "none"
+    assert scaler_gateways() == created and events("autoscale.decision", mark)[-1]["step"] == "none"
 
 
 def test_max_total_and_host_capacity_cap_a_step():
@@ -171,14 +172,14 @@ def test_overlapping_runs_act_once():
     argv = [ansible_playbook(), "demiurge.gateway.autoscale"] + sum((["-i", source] for source in INVENTORY), [])
     argv += sum((["-e", "%s=%s" % item] for item in AUTOSCALE_VARS.items()), [])
     procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env=dict(os.environ, **runner_env(ANSIBLE_FORCE_COLOR="0"))) for _ in range(4)]
+                              env=dict(os.environ, **runner_env(ANSIBLE_FORCE_COLOR="0"))) for run_number in range(4)]
     outputs = [proc.communicate(timeout=300)[0] for proc in procs]
     assert [proc.returncode for proc in procs] == [0] * 4, outputs
-    acted = [step for step, _, _, _ in events("autoscale.decision", mark) if step == "create"]
+    acted = [e["step"] for e in events("autoscale.decision", mark) if e["step"] == "create"]
     skipped = events("autoscale.skipped", mark)
     assert acted == ["create"], outputs
     assert len(skipped) + len(events("autoscale.decision", mark)) == 4
-    assert all("holds the scaler" in cause for _, _, cause, _ in skipped)
+    assert all("holds the scaler" in e["cause"] for e in skipped)
     assert len(scaler_gateways()) == 3 and sum(counts().values()) <= total + 3
 
 
@@ -205,7 +206,7 @@ def test_a_claim_racing_a_scale_in_keeps_its_gateway():
         scaler = threading.Thread(target=lambda: result.update(zip(("rc", "out"), scale())))
         scaler.start()
         # The scaler's UPDATE waits on the claimed row.
-        eventually("the scale-in waiting on the claim", lambda: _waiting_on_lock(), timeout=120)
+        eventually("the scale-in waiting on the claim", _waiting_on_lock, timeout=120)
         claim.execute("UPDATE gateways SET status = 'ready', status_reason = NULL WHERE name = ANY(%s)", (others,))
         claim.commit()
     scaler.join(300)
@@ -236,14 +237,14 @@ def test_failing_creations_leave_nothing_open_the_breaker_and_raise_the_alert():
     assert "localhost" in out and "health" in out.lower() and "creating as-gw-001, as-gw-002, as-gw-003 failed" in out, out
     assert scaler_gateways() == {} and running_scaler_gateways() == set()
     opened = events("autoscale.breaker_opened", mark)
-    assert len(opened) == 1 and opened[0][3]["failures"] == 3
+    assert len(opened) == 1 and opened[0]["detail"]["failures"] == 3
     with db() as conn:
         assert conn.execute("SELECT breaker_open_until > now() FROM autoscaler_state").fetchone()[0]
 
     # Open: the next run says so and creates nothing.
     rc, out = scale()
     assert rc == 0 and "breaker open" in out, out
-    assert events("autoscale.decision", mark)[-1][0] == "breaker_open"
+    assert events("autoscale.decision", mark)[-1]["step"] == "breaker_open"
     eventually("the open breaker in Prometheus", lambda: value("demiurge_gateway_autoscaler_breaker_open") == 1)
     assert value("demiurge_gateway_autoscaler_consecutive_failures") == 3
     eventually("DemiurgeGatewayAutoscalerBreakerOpen firing in Prometheus",
@@ -270,7 +271,7 @@ def test_a_run_killed_midway_leaves_nothing_after_reconcile(task, offset):
     rc, out = run_and_kill("autoscale", task, offset, demiurge_autoscale_lease_seconds=3, **AUTOSCALE_VARS)
     time.sleep(3.5)
     for attempt in (1, 2):
-        rc, _, out = run("reconcile", **AUTOSCALE_VARS)
+        rc, out = run("reconcile", **AUTOSCALE_VARS)[::2]
         assert rc == 0, plain(out)
     left = scaler_gateways()
     # Whatever the kill interrupted is gone (or was finished before it): nothing starting or
@@ -329,7 +330,7 @@ def _listening(port):
 
 
 def _triggered(mark, trigger):
-    return [detail for step, _, _, detail in events("autoscale.decision", mark) if detail.get("trigger") == trigger]
+    return [e["detail"] for e in events("autoscale.decision", mark) if e["detail"].get("trigger") == trigger]
 
 
 @pytest.mark.event_driven
@@ -338,7 +339,7 @@ def test_a_burst_of_claims_runs_the_scaler_once(rulebook):
     log = rulebook(BASE + 97)
     settings(ready_floor=floor_for(0))
     mark = last_event_id()
-    organizations = [str(uuid.uuid4()) for _ in range(5)]
+    organizations = [str(uuid.uuid4()) for count in range(5)]
     with db() as conn:
         claimed = [conn.execute("CALL proc_organizations_start_gateway(%s, interval '10 minutes', NULL, NULL, NULL)",
                                 (organization,)).fetchone()[1] for organization in organizations]

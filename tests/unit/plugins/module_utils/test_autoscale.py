@@ -77,7 +77,7 @@ def test_scale_in_retires_only_idle_ready_gateways_beyond_the_floor_oldest_first
 
 def test_every_decision_keeps_the_pool_within_its_bounds():
     rng = random.Random(13)
-    for _ in range(2000):
+    for case in range(2000):
         settings = dict(SETTINGS, ready_floor=rng.randint(0, 8), scale_step=rng.randint(1, 5),
                         max_total=rng.randint(0, 25), host_capacity=rng.randint(0, 12), idle_seconds=rng.choice([0, 1800]))
         gateways = []
