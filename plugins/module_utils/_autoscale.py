@@ -168,6 +168,10 @@ def decide(call):
         gateways = _gateways(conn)
         leftovers = _leftovers(gateways, params["run"])
         leaving = {left["name"] for left in leftovers}
+        if not params["scale"] and not leftovers:
+            # Repair only, and nothing to repair: no lease, no event (reconcile runs often).
+            return {"changed": False, "acquired": False, "msg": "No autoscaler run left anything behind",
+                    "decision": None, "create": [], "retire": [], "leftovers": [], "hosts": {}}
         if params["scale"]:
             # Leftovers count toward the total and hold their slots until cleaned up, but are not supply.
             decision = plan(_settings(conn), [dict(g, status="leaving") if g["name"] in leaving else g for g in gateways],

@@ -75,7 +75,9 @@ options:
         description: Gateways it runs at most; default the setting C(host_capacity).
         type: int
   scale:
-    description: With V(false), only the leftovers of dead runs are returned for cleanup (reconcile).
+    description:
+      - With V(false), only the leftovers of dead runs are returned for cleanup (reconcile); when
+        there are none, the run does not take the lease (RV(acquired=false)) and records nothing.
     type: bool
     default: true
   stopped:
@@ -119,7 +121,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 acquired:
-  description: Whether this run holds the scaler (O(phase=decide)); V(false) when another run does.
+  description:
+    - Whether this run holds the scaler (O(phase=decide)); V(false) when another run does, or when
+      O(scale=false) finds nothing to clean up.
   returned: phase is decide
   type: bool
 decision:
