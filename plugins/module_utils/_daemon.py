@@ -43,23 +43,37 @@ def _executable(pid):
         return None
 
 
+def _start_time(pid):
+    """When pid started (clock ticks after boot, /proc/<pid>/stat field 22): with the pid, it names
+    one process for good, where the program alone does not (every Python program runs python3)."""
+    try:
+        with open("/proc/%d/stat" % pid) as stat:
+            return stat.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def read_pidfile(pidfile):
-    """(pid, program) recorded in pidfile, or (None, None)."""
+    """(pid, program, start time) recorded in pidfile; None for what it does not hold."""
     try:
         with open(pidfile) as handle:
-            lines = handle.read().split("\n")
-        return int(lines[0]), (lines[1] if len(lines) > 1 and lines[1] else None)
+            lines = handle.read().split("\n") + ["", ""]
+        return int(lines[0]), lines[1] or None, lines[2] or None
     except (OSError, ValueError):
-        return None, None
+        return None, None, None
 
 
 def running_pid(pidfile, program=None):
-    """The pid in pidfile if that process is alive and runs program (default: the one recorded), else None."""
-    pid, recorded = read_pidfile(pidfile)
+    """The pid in pidfile if that process is alive, runs program (default: the one recorded) and,
+    when the start time is recorded, is the very process that was started; else None. A pid
+    reused by another process (the recorded one died) is never signalled."""
+    pid, recorded, started = read_pidfile(pidfile)
     expected = program or recorded
     if pid is None or expected is None:
         return None
     if not _alive(pid) or _executable(pid) != os.path.basename(os.path.realpath(expected)):
+        return None
+    if started is not None and _start_time(pid) != started:
         return None
     return pid
 
@@ -182,7 +196,7 @@ class Daemon:
             os.setsid()
             # Written by the child itself, before it drops privileges: a caller killed right after
             # the fork still leaves the process tracked, so the next stop or restart finds it.
-            _write_atomic(self.pidfile, "%d\n%s\n" % (os.getpid(), os.path.realpath(self.runs)))
+            _write_atomic(self.pidfile, "%d\n%s\n%s\n" % (os.getpid(), os.path.realpath(self.runs), _start_time(os.getpid())))
             devnull = os.open(os.devnull, os.O_RDONLY)
             os.dup2(devnull, 0)
             os.dup2(log, 1)

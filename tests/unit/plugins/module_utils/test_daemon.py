@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from ansible_collections.demiurge.gateway.plugins.module_utils._daemon import Daemon, running_pid
+from ansible_collections.demiurge.gateway.plugins.module_utils._daemon import Daemon, _start_time, running_pid
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import InvalidInputError, ServiceError
 
 
@@ -57,6 +57,19 @@ def test_stale_pidfile_of_another_program_is_not_trusted(tmp_path):
     assert running_pid(str(pidfile), sys.executable) == os.getpid()
     pidfile.write_text("%d\n" % os.getpid())
     assert running_pid(str(pidfile)) is None, "no program recorded or given: not trusted"
+
+
+def test_a_reused_pid_running_the_same_program_is_not_trusted(tmp_path, http_daemon):
+    """The recorded process died and its pid now runs another program of the same interpreter
+    (every Python program is python3): the start time tells them apart."""
+    http_daemon.ensure("started")
+    pid, program, started = open(http_daemon.pidfile).read().split("\n")[:3]
+    assert running_pid(http_daemon.pidfile) == int(pid) and started.isdigit()
+    pidfile = tmp_path / "reused.pid"
+    pidfile.write_text("%d\n%s\n%s\n" % (os.getpid(), sys.executable, int(started) - 1))
+    assert running_pid(str(pidfile)) is None
+    pidfile.write_text("%d\n%s\n%s\n" % (os.getpid(), sys.executable, _start_time(os.getpid())))
+    assert running_pid(str(pidfile)) == os.getpid()
 
 
 def test_stop_needs_only_the_pidfile(http_daemon):
