@@ -28,6 +28,7 @@ cost     The scaler's decision (pool_autoscale decide, check mode: the same quer
 """
 
 import argparse
+import functools
 import json
 import os
 import socket
@@ -56,13 +57,18 @@ ENV = os.environ.get("DEMIURGE_ENV", "dev-001")
 BASE = int(os.environ.get("DEMIURGE_PORT_BASE", "15000"))
 PREFIX = "bench-gw-"
 SCALER_VARS = ["-e", "gateway_standin_name_prefix=" + PREFIX, "-e", "gateway_standin_port_base=%d" % (BASE + 300)]
-PASSWORD = Path(state_path(ENV, "secrets", "pool_db_password")).read_text().strip()
-PARAMS = {"login_host": "127.0.0.1", "login_port": BASE + 432, "login_user": "demiurge", "login_password": PASSWORD,
+PARAMS = {"login_host": "127.0.0.1", "login_port": BASE + 432, "login_user": "demiurge",
           "login_db": "demiurge", "connect_timeout": 10, "create_database": True, "maintenance_db": "postgres"}
 
 
+@functools.lru_cache(maxsize=None)
+def password():
+    """The pool's password, read when first needed: the stack creates it on its first start."""
+    return Path(state_path(ENV, "secrets", "pool_db_password")).read_text().strip()
+
+
 def db(name="demiurge"):
-    return psycopg.connect(host="127.0.0.1", port=BASE + 432, user="demiurge", password=PASSWORD, dbname=name,
+    return psycopg.connect(host="127.0.0.1", port=BASE + 432, user="demiurge", password=password(), dbname=name,
                            autocommit=True)
 
 
@@ -283,7 +289,7 @@ class _rulebook:
         self.proc = subprocess.Popen(
             [self.command, "--rulebook", str(REPO / "extensions/eda/rulebooks/autoscale.yml"), "-i", str(inventory),
              "--env-vars", "DEMIURGE_EDA_POOL_DSN,DEMIURGE_EDA_WEBHOOK_PORT"],
-            env=dict(env(), PGPASSWORD=PASSWORD, DEMIURGE_EDA_WEBHOOK_PORT=str(port),
+            env=dict(env(), PGPASSWORD=password(), DEMIURGE_EDA_WEBHOOK_PORT=str(port),
                      DEMIURGE_EDA_POOL_DSN="host=127.0.0.1 port=%d dbname=demiurge user=demiurge" % (BASE + 432)),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 120
@@ -350,6 +356,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rulebook", default=str(REPO / ".build" / "eda-venv" / "bin" / "ansible-rulebook"))
     args = parser.parse_args()
+    PARAMS["login_password"] = password()
     with db() as conn:
         saved = dict(conn.execute("SELECT name, value FROM pool_settings").fetchall())
     report = {}

@@ -116,8 +116,9 @@ stage_system() {
   test_env_vars
   DEMIURGE_TEST_RULEBOOK=$(install_rulebook)
   export DEMIURGE_TEST_RULEBOOK
-  # ansible-runner forks from test threads; the forkpty warning that causes is noise here.
-  timeout 1800 env PYTHONPATH="$SOURCE_ROOT:$REPO_ROOT/tests/system" python -m pytest -p no:cacheprovider -q -W ignore::DeprecationWarning \
+  # ansible-runner forks from test threads; the forkpty warning that causes is noise here. The
+  # stage takes about 37 minutes; timeout signals the whole process group, a test's playbook too.
+  timeout 2700 env PYTHONPATH="$SOURCE_ROOT:$REPO_ROOT/tests/system" python -m pytest -p no:cacheprovider -q -W ignore::DeprecationWarning \
     "$REPO_ROOT/tests/system" "$@"
 }
 
