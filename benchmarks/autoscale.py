@@ -56,6 +56,7 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._pool_schema impo
 ENV = os.environ.get("DEMIURGE_ENV", "dev-001")
 BASE = int(os.environ.get("DEMIURGE_PORT_BASE", "15000"))
 PREFIX = "bench-gw-"
+ASIDE = "autoscale benchmark"
 SCALER_VARS = ["-e", "gateway_standin_name_prefix=" + PREFIX, "-e", "gateway_standin_port_base=%d" % (BASE + 300)]
 PARAMS = {"login_host": "127.0.0.1", "login_port": BASE + 432, "login_user": "demiurge",
           "login_db": "demiurge", "connect_timeout": 10, "create_database": True, "maintenance_db": "postgres"}
@@ -117,9 +118,11 @@ class Pool:
     def __init__(self):
         self.held = []
         with db() as conn:
+            # Those an interrupted run set aside are taken over, so close() puts them back too.
             self.aside = [row[0] for row in conn.execute(
-                "UPDATE gateways SET status = 'quarantined', status_reason = 'autoscale benchmark' "
-                "WHERE status = 'ready' AND name NOT LIKE %s RETURNING id", (PREFIX + "%",)).fetchall()]
+                "UPDATE gateways SET status = 'quarantined', status_reason = %s "
+                "WHERE (status = 'ready' OR status_reason = %s) AND name NOT LIKE %s RETURNING id",
+                (ASIDE, ASIDE, PREFIX + "%")).fetchall()]
 
     def claim(self):
         organization = str(uuid.uuid4())
@@ -144,6 +147,23 @@ class Pool:
         with db() as conn:
             conn.execute("UPDATE gateways SET status = 'ready', status_reason = NULL, ready_at = now() WHERE id = ANY(%s)",
                          (self.aside,))
+
+
+def recover():
+    """What an interrupted run left: its organizations leave, the stack's gateways come back, its own
+    gateways are retired."""
+    with db() as conn:
+        held = conn.execute("SELECT a.organization_id, a.gateway_id FROM organizations_gateways a JOIN gateways g "
+                            "ON g.id = a.gateway_id WHERE a.stopped_at IS NULL AND g.name LIKE %s",
+                            (PREFIX + "%",)).fetchall()
+    pool = Pool()
+    pool.held = [(str(organization), gateway) for organization, gateway in held]
+    try:
+        while pool.held:
+            pool.release()
+        retire_all()
+    finally:
+        pool.close()
 
 
 def retire_all():
@@ -361,6 +381,7 @@ def main():
         saved = dict(conn.execute("SELECT name, value FROM pool_settings").fetchall())
     report = {}
     try:
+        recover()
         for part in args.part or ["cost", "latency", "load"]:
             report[part] = {"cost": cost, "latency": latency, "load": load}[part](args)
             print(part, json.dumps(report[part]), flush=True)

@@ -54,10 +54,12 @@ stage_lint() {
 
 stack_playbook() {
   DEMIURGE_ENV=$TEST_ENV DEMIURGE_PORT_BASE=$TEST_PORT_BASE ansible-playbook demiurge.gateway.local_stack \
-    -e local_stack_gateways="$TEST_GATEWAYS" -e local_stack_monitoring=true -e @"$REPO_ROOT/tests/system/monitoring_vars.yml"
+    -e local_stack_gateways="$TEST_GATEWAYS" -e local_stack_monitoring=true -e @"$REPO_ROOT/tests/system/monitoring_vars.yml" "$@"
 }
 
 stage_stack() {
+  # A run starts from nothing: what an earlier run, a killed test or a benchmark left goes first.
+  stack_playbook -e local_stack_state=absent >/dev/null
   stack_playbook
   # A second converge must change nothing.
   local second recap
