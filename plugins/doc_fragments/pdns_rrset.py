@@ -16,7 +16,7 @@ options:
   name:
     description:
       - Record name, inside O(zone). Names whose first label starts with C(org-) must be C(org-<uuid>).
-      - Mutually exclusive with O(organization).
+      - Mutually exclusive with O(organization) (and, in M(demiurge.gateway.pdns_rrset), O(demiurge.gateway.pdns_rrset#module:organizations)).
     type: str
   organization:
     description:

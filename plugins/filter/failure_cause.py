@@ -38,23 +38,32 @@ def failed_items(results, label=None):
     """"<label>: <cause>" for every item of a loop that reported a failure, including loops run
     with failed_when: false so that one item's failure does not stop the others. `label` is a
     dotted path into each result (for example item.organization); by default the item itself
-    when it is a string."""
+    when it is a string. A batch item that names its failed organizations (failed_organizations)
+    gives one string per organization, labelled by the organization."""
     found = []
     for item in (results or {}).get("results", []):
-        if item.get("msg") and (item.get("error") or item.get("failed") or item.get("exception")):
+        if item.get("failed_organizations"):
+            found += ["%s: %s" % (name, str(cause).strip()) for name, cause in sorted(item["failed_organizations"].items())]
+        elif item.get("msg") and (item.get("error") or item.get("failed") or item.get("exception")):
             name = _dig(item, label) if label else item.get("item") if isinstance(item.get("item"), str) \
                 else item.get("_ansible_item_label", item.get("item"))
             found.append("%s: %s" % (name, str(item["msg"]).strip()))
     return found
 
 
-def repair_events(results, repair, organization, host=None):
+def repair_events(results, repair, organization=None, host=None):
     """A reconcile.repaired event (for demiurge.gateway.pool_event) for every item of a loop that
-    changed something and did not fail; organization and host are dotted paths into each result."""
+    changed something and did not fail, or for every organization a batch item lists in
+    changed_organizations (a batch that failed for some still changed those); organization and
+    host are dotted paths into each result."""
     events = []
     for item in (results or {}).get("results", []):
-        if item.get("changed") and not item.get("failed"):
-            event = {"kind": "reconcile.repaired", "step": repair, "organization": _dig(item, organization)}
+        if "changed_organizations" in item:
+            changed = item["changed_organizations"]
+        else:
+            changed = [_dig(item, organization)] if item.get("changed") and not item.get("failed") else []
+        for name in changed:
+            event = {"kind": "reconcile.repaired", "step": repair, "organization": name}
             if host:
                 event["host"] = _dig(item, host)
             events.append(event)

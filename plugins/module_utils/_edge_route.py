@@ -48,6 +48,11 @@ class EdgeError(GatewayError):
     outcome = "not_applied"
 
 
+def shard_path(root, label):
+    """The shard file of an organization's route: picked by the first two hex digits of its id."""
+    return os.path.join(root, ROUTES_DIR, "orgs-%s.conf" % label[4:6])
+
+
 def parse_upstream(upstream):
     """host:port with an IP literal (nginx resolves names in a variable proxy_pass only with a resolver)."""
     match = re.match(r"^\[?([0-9A-Fa-f:.]+)\]?:(\d{1,5})\Z", str(upstream))
@@ -178,7 +183,7 @@ class Edge:
                                     hint="Prepare the edge with the demiurge.gateway.edge role first")
 
     def shard_path(self, label):
-        return os.path.join(self.root, ROUTES_DIR, "orgs-%s.conf" % label[4:6])
+        return shard_path(self.root, label)
 
     def route_entry(self, label):
         """The organization's entry text, or None."""
@@ -265,87 +270,211 @@ class Edge:
             time.sleep(0.005)
 
 
-def ensure_route(params, check_mode, run_command, warn):
-    """run_command(argv) -> (rc, stdout, stderr), as AnsibleModule.run_command; warn(message)."""
-    label = organization_label(params["organization"])
-    host = "%s.%s" % (label, canonical(params["domain"], "domain")[:-1])
-    present = params["state"] == "present"
-    if present and not params["upstream"]:
-        raise InvalidInputError("state=present needs upstream", hint="Give the gateway's nginx_upstream (ip:port)")
-    upstream = parse_upstream(params["upstream"]) if present else None
+class _Change:
+    """One organization's wanted entry (None: no route) in its shard."""
+
+    def __init__(self, edge, label, host, upstream, wanted, owner):
+        self.label, self.host, self.upstream, self.wanted, self.owner = label, host, upstream, wanted, owner
+        self.path = edge.shard_path(label)
+
+
+def _changes(params, edge, items, refused):
+    """A _Change per valid item; each invalid one goes to refused {organization: error}."""
+    domain = canonical(params["domain"], "domain")[:-1]
+    changes = []
+    for item in items:
+        try:
+            label = organization_label(item["organization"])
+            present = item["state"] == "present"
+            if present and not item["upstream"]:
+                raise InvalidInputError("state=present needs upstream", hint="Give the gateway's nginx_upstream (ip:port)")
+            upstream = parse_upstream(item["upstream"]) if present else None
+        except InvalidInputError as exc:
+            refused[str(item["organization"])] = exc
+            continue
+        host = "%s.%s" % (label, domain)
+        changes.append(_Change(edge, label, host, upstream, render_entry(label, host, upstream, item["owner"]) if present
+                               else None, item["owner"]))
+    return changes
+
+
+def change_routes(params, items, check_mode, run_command, warn):
+    """Apply items [{organization, upstream, owner, state}] on one edge with one nginx -t and one
+    reload. Returns (results {label: (before, after)} of the changes made or due, refused
+    {organization or label: error}); a failure of the whole batch (lock, reload, a configuration
+    broken elsewhere) raises. An entry nginx rejects fails alone: the batch is split until the
+    entries nginx accepts are found, and those go live."""
     edge = Edge(params["config_root"], params["config_file"], run_command, params["nginx_binary"],
                 params["listen_url"], params["reload_timeout"])
-    path = edge.shard_path(label)
-    wanted = render_entry(label, host, upstream, params["owner"]) if present else None
-    result = {"host": host, "path": path, "upstream": upstream}
-
-    current = edge.route_entry(label)
-    if current != wanted:
-        _refuse_foreign(path, label, current, params)
-        if not check_mode:
-            with EdgeLock(os.path.join(params["config_root"], LOCK_FILE), params["lock_timeout"]):
-                shard_before = _read(path)  # again, under the lock
-                foreign = unmanaged_lines(shard_before)
+    refused = {}
+    changes = _changes(params, edge, items, refused)
+    due = {}
+    for change in changes:
+        current = edge.route_entry(change.label)
+        if current != change.wanted:
+            try:
+                _refuse_foreign(change.path, change.label, current, change.owner, params["force"])
+            except InvalidInputError as exc:
+                refused[change.label] = exc
+                continue
+            due[change.label] = (current, change.wanted)
+    if not due or check_mode:
+        return due, refused
+    with EdgeLock(os.path.join(params["config_root"], LOCK_FILE), params["lock_timeout"]):
+        before = {}
+        for path in sorted({change.path for change in changes}):
+            before[path] = _read(path)  # again, under the lock
+        entries = {path: parse_shard(text) for path, text in before.items()}
+        applying, done = [], {}
+        for change in changes:
+            foreign = unmanaged_lines(before[change.path])
+            current = entries[change.path].get(change.label)
+            if current == change.wanted or change.label in refused:
+                continue
+            try:
                 if foreign and not params["force"]:
                     raise InvalidInputError(
                         "Route shard %s holds lines edge_route did not write, which this change would drop: %s"
-                        % (path, "; ".join(foreign[:3])),
+                        % (change.path, "; ".join(foreign[:3])),
                         hint="Move them to a file of your own outside %s/, or set force=true to drop them" % ROUTES_DIR)
-                entries = parse_shard(shard_before)
-                current = entries.get(label)
-                if current != wanted:
-                    _refuse_foreign(path, label, current, params)
-                    if wanted is None:
-                        del entries[label]
-                    else:
-                        entries[label] = wanted
-                    _apply(edge, path, shard_before, render_shard(entries), host, upstream or "",
-                           params["force"], warn)
-    return dict(result, changed=current != wanted, diff={"before": current or "", "after": wanted or ""})
+                _refuse_foreign(change.path, change.label, current, change.owner, params["force"])
+            except InvalidInputError as exc:
+                refused[change.label] = exc
+                continue
+            applying.append(change)
+            done[change.label] = (current, change.wanted)
+        if applying:
+            accepted = _apply(edge, before, entries, applying, params["force"], warn, refused)
+            done = {label: done[label] for label in done if label in accepted}
+    return done, refused
 
 
-def _refuse_foreign(path, label, current, params):
-    owner = entry_owner(current)
-    if current is None or params["owner"] is None or params["force"] or owner == params["owner"]:
+def ensure_route(params, check_mode, run_command, warn):
+    """One organization's route: a batch of one, whose refusal is the task's failure."""
+    item = {key: params[key] for key in ("organization", "upstream", "owner", "state")}
+    done, refused = change_routes(params, [item], check_mode, run_command, warn)
+    for error in refused.values():
+        raise error
+    label = organization_label(params["organization"])
+    upstream = parse_upstream(params["upstream"]) if params["state"] == "present" else None
+    before, after = done.get(label, (None, None))
+    return {"host": "%s.%s" % (label, canonical(params["domain"], "domain")[:-1]),
+            "path": shard_path(params["config_root"], label),
+            "upstream": upstream, "changed": label in done, "diff": {"before": before or "", "after": after or ""}}
+
+
+def ensure_routes(params, check_mode, run_command, warn):
+    """Many organizations' routes, one validation and one reload; each refusal fails only its own
+    organization, and the task fails at the end naming each."""
+    done, refused = change_routes(params, params["routes"], check_mode, run_command, warn)
+    organizations = {organization_label(item["organization"]): str(item["organization"]) for item in params["routes"]
+                     if str(item["organization"]) not in refused}
+    result = {
+        "changed": bool(done),
+        "changed_organizations": sorted(organizations[label] for label in done),
+        "failed_organizations": {organizations.get(key, key): str(error) for key, error in sorted(refused.items())},
+        "diff": {"before": "".join(before or "" for before, dummy in done.values()),
+                 "after": "".join(after or "" for dummy, after in done.values())},
+    }
+    if refused:
+        raise EdgeError("%d of %d routes were not changed, the others were: %s" % (
+            len(refused), len(params["routes"]),
+            "; ".join("%s: %s" % item for item in sorted(result["failed_organizations"].items()))),
+            hint="Fix each cause named, then run again", **result)
+    return result
+
+
+def _refuse_foreign(path, label, current, owner, force):
+    current_owner = entry_owner(current)
+    if current is None or owner is None or force or current_owner == owner:
         return
-    raise InvalidInputError("Route of %s in %s is owned by %s, not by %s" % (label, path, owner or "nobody", params["owner"]),
-                            hint="Leave it to its owner, or set force=true to take it over", current_owner=owner)
+    raise InvalidInputError("Route of %s in %s is owned by %s, not by %s" % (label, path, current_owner or "nobody", owner),
+                            hint="Leave it to its owner, or set force=true to take it over", current_owner=current_owner)
 
 
-def _apply(edge, path, previous, candidate, host, upstream, force, warn):
-    _put(path, candidate)
+def _render(entries, changes):
+    """{path: shard text} of every shard in entries after changes."""
+    shards = {path: dict(found) for path, found in entries.items()}
+    for change in changes:
+        if change.wanted is None:
+            shards[change.path].pop(change.label, None)
+        else:
+            shards[change.path][change.label] = change.wanted
+    return {path: render_shard(found) for path, found in shards.items()}
+
+
+def _write(texts):
+    for path, text in texts.items():
+        _put(path, text)
+
+
+def _accepted(edge, before, entries, changes, verdict, refused):
+    """The changes nginx accepts, when it rejected all of them together with verdict: halves are
+    tested on their own until each rejected change is found alone (the shards end as before)."""
+    if verdict is None:
+        return list(changes)
+    if len(changes) == 1:
+        refused[changes[0].label] = EdgeError(
+            "nginx rejected the route for %s, the previous routes are back: %s" % (changes[0].host, verdict),
+            hint="Fix the value named in nginx's message", nginx_error=verdict)
+        return []
+    accepted = []
+    for half in (changes[:len(changes) // 2], changes[len(changes) // 2:]):
+        _write(_render(entries, half))
+        half_verdict = edge.test()
+        _write(before)
+        accepted += _accepted(edge, before, entries, half, half_verdict, refused)
+    return accepted
+
+
+def _apply(edge, before, entries, changes, force, warn, refused):
+    """Write changes, test, reload, prove the live nginx serves them; returns the labels that went
+    live. Anything short of that puts every shard back as it was when the lock was taken."""
+    candidate = _render(entries, changes)
+    _write(candidate)
     verdict = edge.test()
     if verdict is not None:
-        _put(path, previous)
-        before = edge.test()
-        if before is None:
-            raise EdgeError("nginx rejected the route for %s, the previous routes are back: %s" % (host, verdict),
-                            hint="Fix the value named in nginx's message", nginx_error=verdict)
-        if not force:
-            raise EdgeError(
-                "The nginx configuration under %s was already broken before this change, nothing was changed: %s"
-                % (edge.root, before),
-                hint="Fix or remove the file named in nginx's message, or set force=true to write the route anyway",
-                nginx_error=before)
-        # Forced: keep the route on disk; it goes live with the next reload after the foreign fix.
-        _put(path, candidate)
-        warn("Route for %s written but not live: nginx configuration is broken elsewhere: %s" % (host, before))
-        return
+        _write(before)
+        broken = edge.test()
+        if broken is not None:
+            if not force:
+                raise EdgeError(
+                    "The nginx configuration under %s was already broken before this change, nothing was changed: %s"
+                    % (edge.root, broken),
+                    hint="Fix or remove the file named in nginx's message, or set force=true to write the route anyway",
+                    nginx_error=broken)
+            # Forced: keep the routes on disk; they go live with the next reload after the foreign fix.
+            _write(candidate)
+            warn("Routes for %s written but not live: nginx configuration is broken elsewhere: %s"
+                 % (", ".join(change.host for change in changes), broken))
+            return {change.label for change in changes}
+        changes = _accepted(edge, before, entries, changes, verdict, refused)
+        if not changes:
+            return set()
+        candidate = _render(entries, changes)
+        _write(candidate)
+        if edge.test() is not None:
+            _write(before)
+            raise EdgeError("nginx rejected the routes nginx accepted one by one, the previous routes are back",
+                            hint="Check the edge's error log and the shards under %s" % os.path.join(edge.root, ROUTES_DIR))
     old_workers = edge.accepting_workers()
     try:
         edge.reload()
     except EdgeError:
-        _put(path, previous)  # never leave a route on disk that is not live
+        _write(before)  # never leave a route on disk that is not live
         raise
-    # Served by a new worker is not enough: until the old workers stop accepting (nginx waits
-    # about 100 ms before telling them), a request can still meet the old configuration.
-    if not (edge.wait_served(host, upstream) and edge.wait_retired(old_workers)):
-        _put(path, previous)
+    # One reload makes the whole candidate live at once, so one route proves it. Served by a new
+    # worker is not enough: until the old workers stop accepting (nginx waits about 100 ms before
+    # telling them), a request can still meet the old configuration.
+    probe = changes[-1]
+    if not (edge.wait_served(probe.host, probe.upstream or "") and edge.wait_retired(old_workers)):
+        _write(before)
         edge.reload()
         raise EdgeError(
             "nginx reloaded but did not serve the new route for %s within %ss; the previous routes are back"
-            % (host, edge.reload_timeout),
+            % (probe.host, edge.reload_timeout),
             hint="Check the edge's error log for the reload failure")
+    return {change.label for change in changes}
 
 
 def route_argument_spec():
@@ -353,7 +482,13 @@ def route_argument_spec():
     spec.update({
         "config_root": {"type": "path", "required": True},
         "config_file": {"type": "path"},
-        "organization": {"type": "str", "required": True},
+        "organization": {"type": "str"},
+        "routes": {"type": "list", "elements": "dict", "options": {
+            "organization": {"type": "str", "required": True},
+            "upstream": {"type": "str"},
+            "owner": {"type": "str"},
+            "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
+        }},
         "domain": {"type": "str", "required": True},
         "upstream": {"type": "str"},
         "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
@@ -369,8 +504,10 @@ def route_argument_spec():
 
 EDGE_ROUTE = ModuleDef(
     route_argument_spec,
-    lambda call: ensure_route(call.params, call.check_mode, call.run_command, call.warn),
-    required_if=[("state", "present", ["upstream"])])
+    lambda call: (ensure_route if call.params["routes"] is None else ensure_routes)(
+        call.params, call.check_mode, call.run_command, call.warn),
+    mutually_exclusive=[("organization", "routes")],
+    required_one_of=[("organization", "routes")])
 
 
 def list_routes(config_root):

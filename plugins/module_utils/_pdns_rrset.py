@@ -87,16 +87,18 @@ def read_rrset(client, zone, name, rtype):
         )
     for rrset in data.get("rrsets", ()):
         if rrset["name"] == name and rrset["type"] == rtype:
-            return {
-                "ttl": rrset["ttl"],
-                "records": sorted(r["content"] for r in rrset["records"] if not r.get("disabled")),
-                "owner": _owner(rrset),
-            }
+            return {"ttl": rrset["ttl"], "records": _contents(rrset), "owner": _owner(rrset)}
     return None
 
 
+def _contents(rrset):
+    return sorted(r["content"] for r in rrset.get("records", ()) if not r.get("disabled"))
+
+
 def list_organizations(client, zone):
-    """[{organization, owner, names}] of every org-<uuid> record set in the zone (one whole-zone read)."""
+    """[{organization, owner, names, rrsets}] of every org-<uuid> record set in the zone (one
+    whole-zone read); rrsets carry what read_rrset returns, so a caller can compare without
+    reading each one again."""
     data = client.request("GET", client.zone_path(zone))
     found = {}
     for rrset in data.get("rrsets", ()):
@@ -104,8 +106,11 @@ def list_organizations(client, zone):
         label = relative.split(".")[-1]
         if not ORG_LABEL.match(label):
             continue
-        entry = found.setdefault(label, {"organization": label[len("org-"):], "owner": _owner(rrset), "names": []})
+        entry = found.setdefault(label, {"organization": label[len("org-"):], "owner": _owner(rrset), "names": [],
+                                         "rrsets": []})
         entry["names"].append(rrset["name"])
+        entry["rrsets"].append({"name": rrset["name"], "type": rrset["type"], "ttl": rrset.get("ttl"),
+                                "records": _contents(rrset), "owner": _owner(rrset)})
     return sorted(found.values(), key=lambda entry: entry["organization"])
 
 
@@ -173,6 +178,68 @@ def ensure_rrsets(client, params, check_mode):
     }
 
 
+# Organizations per PATCH: PowerDNS applies each atomically, and a timeout leaves at most this many
+# organizations whose outcome is unknown.
+BATCH_ORGANIZATIONS = 1000
+
+
+def ensure_organizations(client, params, check_mode):
+    """Many organizations' record sets from one read of the zone and one PATCH per
+    BATCH_ORGANIZATIONS; each refusal fails only its own organization, and the call fails at the
+    end naming each."""
+    zone = canonical(params["zone"], "zone")
+    rtype = params["type"]
+    records = sorted({normalize_content(rtype, content) for content in params["records"] or ()})
+    listed = {entry["organization"]: entry for entry in list_organizations(client, zone)}
+    failed, pending, before, after = {}, [], {}, {}
+    for item in params["organizations"]:
+        key = str(item["organization"])
+        try:
+            label = organization_label(key)
+            present = item["state"] == "present"
+            if present and not records:
+                raise InvalidInputError("state=present needs at least one record", hint="Set records, for example [127.0.0.1]")
+            found = {(rrset["name"], rrset["type"]): rrset for rrset in listed.get(label[len("org-"):], {}).get("rrsets", ())}
+            names = [label + "." + zone] + (["*." + label + "." + zone] if params["include_subdomains"] else [])
+            changes = []
+            for name in names:
+                rrset = found.get((name, rtype))
+                current = {key_: rrset[key_] for key_ in ("ttl", "records", "owner")} if rrset else None
+                wanted = {"ttl": params["ttl"], "records": records, "owner": item["owner"]} if present else None
+                if current != wanted:
+                    _refuse_foreign(name, current, item["owner"], params["force"])
+                    changes.append(_change(name, rtype, wanted))
+                    before[name], after[name] = current, wanted
+        except InvalidInputError as exc:
+            failed[key] = str(exc)
+            continue
+        if changes:
+            pending.append((key, changes))
+    changed, unknown = [], False
+    for start in range(0, len(pending), BATCH_ORGANIZATIONS):
+        chunk = pending[start:start + BATCH_ORGANIZATIONS]
+        if not check_mode:
+            try:
+                client.request("PATCH", client.zone_path(zone), {"rrsets": [c for dummy, cs in chunk for c in cs]})
+            except PdnsError as exc:
+                # Atomic: a refusal wrote none of the chunk, a timeout may have written all of it.
+                applied = exc.details.get("outcome", exc.outcome) != "not_applied"
+                unknown = unknown or applied
+                for key, dummy in chunk:
+                    failed[key] = "%s: %s" % ("whether it was written is unknown" if applied else "nothing was written", exc.msg)
+                continue
+        changed += [key for key, dummy in chunk]
+    result = {
+        "changed": bool(changed), "zone": zone, "changed_organizations": sorted(changed), "failed_organizations": failed,
+        "diff": {"before": {n: v for n, v in before.items() if v}, "after": {n: v for n, v in after.items() if v}},
+    }
+    if failed:
+        raise PdnsError("%d of %d organizations' record sets in zone %s were not changed, the others were: %s" % (
+            len(failed), len(params["organizations"]), zone, "; ".join("%s: %s" % item for item in sorted(failed.items()))),
+            hint="Fix each cause named, then run again", outcome="unknown" if unknown else "not_applied", **result)
+    return result
+
+
 def rrset_info(client, params):
     zone = canonical(params["zone"], "zone")
     if params.get("list_organizations"):
@@ -197,17 +264,16 @@ def rrset_selector_spec():
     }
 
 
-_SELECTOR_RULES = {
-    "mutually_exclusive": [("name", "organization")],
-    "required_one_of": [("name", "organization")],
-}
-
-
 def rrset_argument_spec():
     spec = pdns_argument_spec()
     spec.update(rrset_selector_spec())
     spec.update(journal_argument_spec())
     spec.update(
+        organizations={"type": "list", "elements": "dict", "options": {
+            "organization": {"type": "str", "required": True},
+            "owner": {"type": "str"},
+            "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
+        }},
         state={"type": "str", "default": "present", "choices": ["present", "absent"]},
         records={"type": "list", "elements": "str", "default": []},
         ttl={"type": "int", "default": 60},
@@ -226,8 +292,10 @@ def rrset_info_argument_spec():
 
 PDNS_RRSET = ModuleDef(
     rrset_argument_spec,
-    lambda call: ensure_rrsets(PdnsClient.from_params(call.params), call.params, call.check_mode),
-    **_SELECTOR_RULES)
+    lambda call: (ensure_rrsets if call.params["organizations"] is None else ensure_organizations)(
+        PdnsClient.from_params(call.params), call.params, call.check_mode),
+    mutually_exclusive=[("name", "organization", "organizations"), ("organizations", "wildcard")],
+    required_one_of=[("name", "organization", "organizations")])
 PDNS_RRSET_INFO = ModuleDef(
     rrset_info_argument_spec, lambda call: rrset_info(PdnsClient.from_params(call.params), call.params),
     mutually_exclusive=[("name", "organization", "list_organizations")],

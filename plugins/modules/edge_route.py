@@ -25,6 +25,11 @@ description:
   - If the configuration was already broken by another file, the module says so and changes nothing,
     unless O(force=true).
   - nginx reloads only when the route changed.
+  - With O(routes), many organizations' routes change together under one lock, with one C(nginx -t)
+    and one reload for the whole batch. Each organization that cannot change (another owner, a bad
+    upstream, an entry nginx rejects) fails alone: the batch is halved until nginx accepts the rest,
+    which goes live; the task then fails naming each organization and its cause
+    (RV(failed_organizations)).
 extends_documentation_fragment:
   - demiurge.gateway.controller
   - demiurge.gateway.journal
@@ -38,9 +43,32 @@ options:
     description: Main configuration file. Defaults to C(<config_root>/nginx.conf).
     type: path
   organization:
-    description: Organization UUID; the host name is C(org-<uuid>.<domain>).
+    description:
+      - Organization UUID; the host name is C(org-<uuid>.<domain>).
+      - Exactly one of O(organization) and O(routes) is required.
     type: str
-    required: true
+  routes:
+    description:
+      - Many organizations' routes, changed with one validation and one reload. O(upstream),
+        O(owner) and O(state) then come from each entry; O(domain), O(force) and the rest apply to all.
+    type: list
+    elements: dict
+    suboptions:
+      organization:
+        description: Organization UUID.
+        type: str
+        required: true
+      upstream:
+        description: The gateway's C(<ip>:<port>). Required for O(routes[].state=present).
+        type: str
+      owner:
+        description: Owner recorded in the route, normally the allocation id; checked as O(owner) is.
+        type: str
+      state:
+        description: Whether the route exists.
+        type: str
+        choices: [present, absent]
+        default: present
   domain:
     description: Domain of the organization host names.
     type: str
@@ -99,6 +127,19 @@ EXAMPLES = r"""
     owner: "{{ allocation_id }}"
     listen_url: http://127.0.0.1:15080
 
+- name: Restore many routes with one validation and one reload
+  demiurge.gateway.edge_route:
+    config_root: "{{ 'dev-001' | demiurge.gateway.state_path('nginx') }}"
+    domain: dev-001.demiurge.test
+    listen_url: http://127.0.0.1:15080
+    routes:
+      - organization: 0b5e9b7c-1a2b-4c3d-8e9f-001122334455
+        upstream: 127.0.0.1:21001
+        owner: 5d0f6c1e-3b7a-4e51-9a55-0e6f1c2d3b4a
+      - organization: 7c1d2e3f-4a5b-4c6d-8e7f-8899aabbccdd
+        upstream: 127.0.0.1:21002
+        owner: 0a1b2c3d-4e5f-4a6b-8c7d-8e9f00112233
+
 - name: Remove the route (a no-op when it is gone)
   demiurge.gateway.edge_route:
     config_root: "{{ 'dev-001' | demiurge.gateway.state_path('nginx') }}"
@@ -111,19 +152,30 @@ EXAMPLES = r"""
 RETURN = r"""
 host:
   description: The organization's host name (its subdomains are routed too).
-  returned: always
+  returned: with O(organization)
   type: str
   sample: org-0b5e9b7c-1a2b-4c3d-8e9f-001122334455.dev-001.demiurge.test
 path:
   description: The shard file that holds the route.
-  returned: always
+  returned: with O(organization)
   type: str
   sample: /srv/edge/nginx/routes/orgs-0b.conf
 upstream:
   description: Normalised upstream, null for V(absent).
-  returned: always
+  returned: with O(organization)
   type: str
   sample: 127.0.0.1:21001
+changed_organizations:
+  description: The organizations whose routes changed (in check mode, would change).
+  returned: with O(routes)
+  type: list
+  elements: str
+  sample: ["0b5e9b7c-1a2b-4c3d-8e9f-001122334455"]
+failed_organizations:
+  description: Each organization whose route could not change, with the cause.
+  returned: with O(routes)
+  type: dict
+  sample: {"7c1d2e3f-4a5b-4c6d-8e7f-8899aabbccdd": "Route of org-7c1d2e3f-4a5b-4c6d-8e7f-8899aabbccdd in /srv/edge/nginx/routes/orgs-7c.conf is owned by 1f2e3d4c-5b6a-4978-8a9b-0c1d2e3f4a5b, not by 0a1b2c3d-4e5f-4a6b-8c7d-8e9f00112233"}
 nginx_error:
   description: nginx's message when it rejected the configuration.
   returned: failure

@@ -50,12 +50,16 @@ exists:
   type: bool
   sample: true
 organizations:
-  description: Organizations with record sets in the zone, their owner and record names.
+  description:
+    - Organizations with record sets in the zone, their owner, record names and record sets (each
+      with type, TTL, records and owner, as RV(rrsets) gives them).
   returned: when O(list_organizations=true)
   type: list
   elements: dict
   sample: [{"organization": "0b5e9b7c-1a2b-4c3d-8e9f-001122334455", "owner": "5d0f6c1e-3b7a-4e51-9a55-0e6f1c2d3b4a",
-            "names": ["org-0b5e9b7c-1a2b-4c3d-8e9f-001122334455.dev-001.demiurge.test."]}]
+            "names": ["org-0b5e9b7c-1a2b-4c3d-8e9f-001122334455.dev-001.demiurge.test."],
+            "rrsets": [{"name": "org-0b5e9b7c-1a2b-4c3d-8e9f-001122334455.dev-001.demiurge.test.", "type": "A",
+                        "ttl": 60, "records": ["127.0.0.1"], "owner": "5d0f6c1e-3b7a-4e51-9a55-0e6f1c2d3b4a"}]}]
 rrsets:
   description: The addressed record sets that exist, with records, TTL and owner (null when none is recorded).
   returned: unless O(list_organizations=true)

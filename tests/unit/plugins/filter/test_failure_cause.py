@@ -36,6 +36,24 @@ def test_repair_events_count_changed_items_only():
     assert repair_events({}, "dns_restored", "item.organization") == []
 
 
+def test_repair_events_of_batches_count_each_changed_organization_failed_or_not():
+    from ansible_collections.demiurge.gateway.plugins.filter.failure_cause import repair_events
+    results = {"results": [{"changed": True, "item": "edge-1", "changed_organizations": ["o1", "o2"]},
+                           {"changed": True, "failed": True, "item": "edge-2", "changed_organizations": ["o3"],
+                            "failed_organizations": {"o4": "owned by someone else"}},
+                           {"changed": False, "item": "edge-3", "changed_organizations": []}]}
+    assert [(event["host"], event["organization"]) for event in repair_events(results, "route_restored", host="item")] == [
+        ("edge-1", "o1"), ("edge-1", "o2"), ("edge-2", "o3")]
+
+
 def test_a_delegated_task_names_the_host_it_failed_on():
     result = {"failed": True, "msg": "Host storage1 did not answer on its connection", "failed_on": "storage1"}
     assert failure_cause(result, "restore") == "step 'restore' on storage1: Host storage1 did not answer on its connection"
+
+
+def test_failed_items_of_batches_name_each_organization():
+    from ansible_collections.demiurge.gateway.plugins.filter.failure_cause import failed_items
+    results = {"results": [{"item": "edge-1", "failed": True, "msg": "2 of 9 routes were not changed",
+                            "failed_organizations": {"o2": "owned by x", "o1": "nginx rejected it"}},
+                           {"item": "edge-2", "failed": True, "msg": "nginx under /e2 is not running"}]}
+    assert failed_items(results) == ["o1: nginx rejected it", "o2: owned by x", "edge-2: nginx under /e2 is not running"]

@@ -158,3 +158,84 @@ def test_bad_upstreams_are_refused(upstream):
 def test_upstreams_are_normalized():
     assert parse_upstream("[::1]:80") == "[::1]:80"
     assert parse_upstream("127.0.0.1:080") == "127.0.0.1:80"
+
+
+class PickyNginx:
+    """nginx -t that rejects any shard routing to port 13 (the fault a value nginx refuses would be)."""
+
+    def __init__(self, root):
+        self.root, self.tests = root, 0
+
+    def run_command(self, argv):
+        self.tests += 1
+        for path in sorted((self.root / "routes").glob("*.conf")):
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if line.endswith(":13;"):
+                    return 1, "", "nginx: [emerg] refused in %s:%d" % (path, number)
+        return 0, "", ""
+
+
+def organizations(count):
+    return ["%08x-1a2b-4c3d-8e9f-%012x" % (n * 7919, n) for n in range(1, count + 1)]
+
+
+def batch(root, items, **overrides):
+    return params(root, organization=None, routes=[dict({"state": "present", "owner": "alloc-%d" % n}, **item)
+                                                   for n, item in enumerate(items)], **overrides)
+
+
+def routed_upstreams(root):
+    return {route["organization"]: route["upstream"] for route in list_routes(str(root))}
+
+
+def test_a_batch_goes_live_with_one_validation_and_one_reload(edge):
+    root, reloads = edge
+    orgs = organizations(300)
+    nginx = PickyNginx(root)
+    result = _edge_route.ensure_routes(batch(root, [{"organization": o, "upstream": "127.0.0.1:%d" % (20000 + n)}
+                                                    for n, o in enumerate(orgs)]), False, nginx.run_command, print)
+    assert result["changed"] and result["changed_organizations"] == sorted(orgs) and result["failed_organizations"] == {}
+    assert nginx.tests == 1 and reloads == [1]
+    assert routed_upstreams(root) == {o: "127.0.0.1:%d" % (20000 + n) for n, o in enumerate(orgs)}
+    again = _edge_route.ensure_routes(batch(root, [{"organization": o, "upstream": "127.0.0.1:%d" % (20000 + n)}
+                                                   for n, o in enumerate(orgs)]), False, nginx.run_command, print)
+    assert not again["changed"] and reloads == [1], "an unchanged batch is neither tested nor reloaded"
+    gone = _edge_route.ensure_routes(batch(root, [{"organization": o, "state": "absent"} for o in orgs[:100]]),
+                                     False, nginx.run_command, print)
+    assert gone["changed_organizations"] == sorted(orgs[:100]) and reloads == [1, 1]
+    assert sorted(routed_upstreams(root)) == sorted(orgs[100:])
+
+
+def test_each_refusal_in_a_batch_fails_only_its_own_organization(edge):
+    root, reloads = edge
+    orgs = organizations(64)
+    _edge_route.ensure_routes(batch(root, [{"organization": orgs[0], "upstream": "127.0.0.1:21000"}]), False,
+                              PickyNginx(root).run_command, print)
+    items = [{"organization": o, "upstream": "127.0.0.1:%d" % (21000 + n)} for n, o in enumerate(orgs)]
+    items[0]["owner"] = "someone-else"         # owned by alloc-0: refused
+    items[5]["upstream"] = "gateway.example:80"  # not an ip:port: refused before nginx sees it
+    items[17]["upstream"] = "127.0.0.1:13"       # nginx rejects it
+    items[40]["upstream"] = "127.0.0.1:13"
+    items.append({"organization": "not-a-uuid", "upstream": "127.0.0.1:21999"})
+    nginx = PickyNginx(root)
+    with pytest.raises(EdgeError) as failed:
+        _edge_route.ensure_routes(batch(root, items), False, nginx.run_command, print)
+    details = failed.value.details
+    assert set(details["failed_organizations"]) == {orgs[0], orgs[5], orgs[17], orgs[40], "not-a-uuid"}
+    assert "owned by alloc-0" in details["failed_organizations"][orgs[0]]
+    assert "rejected the route" in details["failed_organizations"][orgs[17]]
+    assert "5 of 65 routes were not changed" in failed.value.msg
+    live = routed_upstreams(root)
+    assert live[orgs[0]] == "127.0.0.1:21000" and orgs[17] not in live and orgs[40] not in live and orgs[5] not in live
+    assert all(live[o] == "127.0.0.1:%d" % (21000 + n) for n, o in enumerate(orgs) if n not in (0, 5, 17, 40))
+    assert details["changed"] and len(details["changed_organizations"]) == 60
+    # Two bad entries among 62 are found by halving, not one test per entry; one reload.
+    assert nginx.tests < 30 and reloads == [1, 1]
+
+
+def test_a_batch_in_check_mode_reports_and_writes_nothing(edge):
+    root, reloads = edge
+    orgs = organizations(3)
+    result = _edge_route.ensure_routes(batch(root, [{"organization": o, "upstream": "127.0.0.1:21000"} for o in orgs]),
+                                       True, PickyNginx(root).run_command, print)
+    assert result["changed_organizations"] == sorted(orgs) and list_routes(str(root)) == [] and reloads == []

@@ -1,8 +1,11 @@
+import socket
+
 import pytest
 
-from ansible_collections.demiurge.gateway.plugins.module_utils import _pdns_client
+from ansible_collections.demiurge.gateway.plugins.module_utils import _pdns_client, _pdns_rrset
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import InvalidInputError, PdnsError, PdnsNotFoundError
 from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_rrset import (
+    ensure_organizations,
     ensure_rrsets,
     normalize_content,
     rrset_info,
@@ -157,3 +160,74 @@ def test_missing_zone_has_its_own_error(monkeypatch):
     missing = Call("GET", ZONE_URL + "?rrset_name=%s&rrset_type=A" % APEX, status=404, answer={"error": "Not Found"})
     with pytest.raises(PdnsNotFoundError, match="Zone z.test. does not exist.*pdns_zone"):
         run(monkeypatch, [missing])
+
+
+def org(n):
+    return "0b5e9b7c-1a2b-4c3d-8e9f-%012x" % n
+
+
+def names_of(n):
+    return ["org-%s.z.test." % org(n), "*.org-%s.z.test." % org(n)]
+
+
+def run_batch(monkeypatch, calls, items, check_mode=False, **overrides):
+    http = ScriptedHttp("k", calls)
+    monkeypatch.setattr(_pdns_client, "open_url", http)
+    try:
+        return ensure_organizations(_pdns_client.PdnsClient("http://pdns:8081", "k", retries=0),
+                                    params(organization=None, organizations=items, **overrides), check_mode)
+    finally:
+        http.assert_done()
+
+
+def zone_read(*rrsets):
+    return Call("GET", ZONE_URL, answer={"name": "z.test.", "rrsets": list(rrsets)})
+
+
+def test_a_batch_reads_the_zone_once_and_writes_only_what_differs_in_one_patch(monkeypatch):
+    kept = [rrset(name, ["127.0.0.1"], "alloc-1") for name in names_of(1)]
+    stale = [rrset(names_of(3)[0], ["10.0.0.9"], "alloc-3")]  # wrong address, and no wildcard
+    patch = [replace(name, ["127.0.0.1"], "alloc-2") for name in names_of(2)] + [
+        replace(name, ["127.0.0.1"], "alloc-3") for name in names_of(3)]
+    result = run_batch(monkeypatch, [zone_read(*kept, *stale, rrset("www.z.test.", ["1.2.3.4"])),
+                                     Call("PATCH", ZONE_URL, status=204, body={"rrsets": patch})],
+                       [{"organization": org(n), "owner": "alloc-%d" % n, "state": "present"} for n in (1, 2, 3)])
+    assert result["changed_organizations"] == [org(2), org(3)] and result["failed_organizations"] == {}
+    assert result["diff"]["before"] == {names_of(3)[0]: {"ttl": 60, "records": ["10.0.0.9"], "owner": "alloc-3"}}
+
+
+def test_each_refusal_in_a_batch_fails_only_its_own_organization(monkeypatch):
+    foreign = [rrset(name, ["127.0.0.1"], "someone-else") for name in names_of(1)]
+    delete = [{"name": name, "type": "A", "changetype": "DELETE"} for name in names_of(2)]
+    with pytest.raises(PdnsError) as failed:
+        run_batch(monkeypatch, [zone_read(*foreign, *[rrset(name, ["127.0.0.1"], "alloc-2") for name in names_of(2)]),
+                                Call("PATCH", ZONE_URL, status=204, body={"rrsets": delete})],
+                  [{"organization": org(1), "owner": "alloc-1", "state": "absent"},
+                   {"organization": org(2), "owner": "alloc-2", "state": "absent"},
+                   {"organization": "not-a-uuid", "owner": "x", "state": "absent"}])
+    details = failed.value.details
+    assert details["changed_organizations"] == [org(2)] and details["outcome"] == "not_applied"
+    assert "owned by someone-else" in details["failed_organizations"][org(1)]
+    assert "is not a UUID" in details["failed_organizations"]["not-a-uuid"]
+    assert "2 of 3 organizations' record sets in zone z.test. were not changed" in failed.value.msg
+
+
+def test_a_batch_is_written_in_bounded_patches_and_a_timeout_is_an_unknown_outcome(monkeypatch):
+    monkeypatch.setattr(_pdns_rrset, "BATCH_ORGANIZATIONS", 2)
+    items = [{"organization": org(n), "owner": "alloc-%d" % n, "state": "present"} for n in range(1, 6)]
+
+    def body(numbers):
+        return {"rrsets": [replace(name, ["127.0.0.1"], "alloc-%d" % n) for n in numbers for name in names_of(n)]}
+
+    with pytest.raises(PdnsError) as failed:
+        run_batch(monkeypatch, [zone_read(), Call("PATCH", ZONE_URL, status=204, body=body([1, 2])),
+                                Call("PATCH", ZONE_URL, body=body([3, 4]), error=socket.timeout("timed out")),
+                                Call("PATCH", ZONE_URL, status=204, body=body([5]))], items)
+    details = failed.value.details
+    assert details["changed_organizations"] == [org(1), org(2), org(5)] and details["outcome"] == "unknown"
+    assert all("whether it was written is unknown" in details["failed_organizations"][org(n)] for n in (3, 4))
+
+
+def test_a_batch_in_check_mode_only_reads(monkeypatch):
+    result = run_batch(monkeypatch, [zone_read()], [{"organization": org(1), "owner": "a", "state": "present"}], True)
+    assert result["changed"] and result["changed_organizations"] == [org(1)]
