@@ -43,7 +43,7 @@ def _executable(pid):
         return None
 
 
-def _start_time(pid):
+def process_start_time(pid):
     """When pid started (clock ticks after boot, /proc/<pid>/stat field 22): with the pid, it names
     one process for good, where the program alone does not (every Python program runs python3)."""
     try:
@@ -73,7 +73,7 @@ def running_pid(pidfile, program=None):
         return None
     if not _alive(pid) or _executable(pid) != os.path.basename(os.path.realpath(expected)):
         return None
-    if started is not None and _start_time(pid) != started:
+    if started is not None and process_start_time(pid) != started:
         return None
     return pid
 
@@ -196,7 +196,7 @@ class Daemon:
             os.setsid()
             # Written by the child itself, before it drops privileges: a caller killed right after
             # the fork still leaves the process tracked, so the next stop or restart finds it.
-            _write_atomic(self.pidfile, "%d\n%s\n%s\n" % (os.getpid(), os.path.realpath(self.runs), _start_time(os.getpid())))
+            _write_atomic(self.pidfile, "%d\n%s\n%s\n" % (os.getpid(), os.path.realpath(self.runs), process_start_time(os.getpid())))
             devnull = os.open(os.devnull, os.O_RDONLY)
             os.dup2(devnull, 0)
             os.dup2(log, 1)

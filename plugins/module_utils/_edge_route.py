@@ -9,10 +9,12 @@ id), fed to `map $host $demiurge_upstream`. Shards keep nginx's parse cost low:
 at 10,000 organizations `nginx -t` takes 26 ms with 256 files against 87 ms
 with one file per organization.
 
-Every change runs under the edge's lock: rewrite the shard, `nginx -t` the whole
-tree, reload, and prove the live configuration serves the route; any failure
-puts the shard back as it was when the lock was taken (so other jobs' finished
-changes stay) and reloads again.
+Every change runs under the edge's lock: rewrite the shards, `nginx -t` the whole
+tree, reload, and prove the live configuration serves the change; any failure
+puts the shards back as they were when the lock was taken (so other jobs'
+finished changes stay) and reloads again. Changes are group-committed: each job
+queues its change, and the lock's next holder applies all that are queued with
+one validation and one reload (RouteQueue).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import ipaddress
+import json
 import os
 import re
 import signal
@@ -27,13 +30,17 @@ import socket
 import time
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import canonical
-from ansible_collections.demiurge.gateway.plugins.module_utils._errors import GatewayError, InvalidInputError
+from ansible_collections.demiurge.gateway.plugins.module_utils._daemon import process_start_time
+from ansible_collections.demiurge.gateway.plugins.module_utils._errors import GatewayError, InvalidInputError, StorageError
 from ansible_collections.demiurge.gateway.plugins.module_utils._journal import journal_argument_spec
-from ansible_collections.demiurge.gateway.plugins.module_utils._module import ModuleDef
+from ansible_collections.demiurge.gateway.plugins.module_utils._module import ModuleDef, os_error
 from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import organization_label
 
 ROUTES_DIR = "routes"
 LOCK_FILE = os.path.join("run", "routes.lock")
+QUEUE_DIR = os.path.join("run", "route-queue")
+# An answer nobody read within this time belongs to a job that died.
+STALE_ANSWER_SECONDS = 3600
 NGINX_PID_FILE = os.path.join("run", "nginx.pid")
 # Response header the edge adds to every response: the upstream its live map chose.
 UPSTREAM_HEADER = "X-Demiurge-Upstream"
@@ -144,30 +151,6 @@ def _put(path, text):
         _write_atomic(path, text)
 
 
-class EdgeLock:
-    """Exclusive flock on the edge's lock file, shared by every job that changes routes."""
-
-    def __init__(self, path, timeout):
-        self.path, self.timeout, self.handle = path, timeout, None
-
-    def __enter__(self):
-        self.handle = open(self.path, "a")
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return self
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
-                    self.handle.close()
-                    raise EdgeError("Could not lock %s within %ss" % (self.path, self.timeout),
-                                    hint="Another job holds the edge lock; retry, or raise lock_timeout")
-                time.sleep(0.01)
-
-    def __exit__(self, *exc_info):
-        self.handle.close()
-
-
 class Edge:
     """The nginx edge under one configuration root (prefix)."""
 
@@ -271,16 +254,17 @@ class Edge:
 
 
 class _Change:
-    """One organization's wanted entry (None: no route) in its shard."""
+    """One organization's wanted entry (None: no route) in its shard, and the item it came from."""
 
-    def __init__(self, edge, label, host, upstream, wanted, owner):
-        self.label, self.host, self.upstream, self.wanted, self.owner = label, host, upstream, wanted, owner
+    def __init__(self, edge, item, label, host, upstream, wanted):
+        self.item, self.label, self.host, self.upstream, self.wanted = item, label, host, upstream, wanted
+        self.owner = item["owner"]
         self.path = edge.shard_path(label)
 
 
-def _changes(params, edge, items, refused):
+def _changes(domain, edge, items, refused):
     """A _Change per valid item; each invalid one goes to refused {organization: error}."""
-    domain = canonical(params["domain"], "domain")[:-1]
+    domain = canonical(domain, "domain")[:-1]
     changes = []
     for item in items:
         try:
@@ -293,23 +277,26 @@ def _changes(params, edge, items, refused):
             refused[str(item["organization"])] = exc
             continue
         host = "%s.%s" % (label, domain)
-        changes.append(_Change(edge, label, host, upstream, render_entry(label, host, upstream, item["owner"]) if present
-                               else None, item["owner"]))
+        changes.append(_Change(edge, item, label, host, upstream,
+                               render_entry(label, host, upstream, item["owner"]) if present else None))
     return changes
 
 
 def change_routes(params, items, check_mode, run_command, warn):
-    """Apply items [{organization, upstream, owner, state}] on one edge with one nginx -t and one
-    reload. Returns (results {label: (before, after)} of the changes made or due, refused
-    {organization or label: error}); a failure of the whole batch (lock, reload, a configuration
-    broken elsewhere) raises. An entry nginx rejects fails alone: the batch is split until the
-    entries nginx accepts are found, and those go live."""
+    """Apply items [{organization, upstream, owner, state}] on one edge. Returns (done {label:
+    (before, after)} of the changes made, or due in check mode; refused {organization or label:
+    error}); a failure of the whole batch (lock, reload, a configuration broken elsewhere) raises.
+
+    Changes are group-committed: the call queues its items, and whoever holds the edge's lock
+    next applies everything queued with one nginx -t and one reload, so concurrent jobs share a
+    validation and a reload instead of waiting for one each. An entry nginx rejects fails alone:
+    the batch is halved until the entries nginx accepts are found, and those go live. A forced
+    change (force=true) is applied alone."""
     edge = Edge(params["config_root"], params["config_file"], run_command, params["nginx_binary"],
                 params["listen_url"], params["reload_timeout"])
     refused = {}
-    changes = _changes(params, edge, items, refused)
     due = {}
-    for change in changes:
+    for change in _changes(params["domain"], edge, items, refused):
         current = edge.route_entry(change.label)
         if current != change.wanted:
             try:
@@ -317,36 +304,222 @@ def change_routes(params, items, check_mode, run_command, warn):
             except InvalidInputError as exc:
                 refused[change.label] = exc
                 continue
-            due[change.label] = (current, change.wanted)
-    if not due or check_mode:
-        return due, refused
-    with EdgeLock(os.path.join(params["config_root"], LOCK_FILE), params["lock_timeout"]):
-        before = {}
-        for path in sorted({change.path for change in changes}):
-            before[path] = _read(path)  # again, under the lock
-        entries = {path: parse_shard(text) for path, text in before.items()}
-        applying, done = [], {}
-        for change in changes:
+            due[change.label] = (current, change)
+    queue = RouteQueue(params["config_root"])
+    # Nothing differs on disk, but a holder that died may have written it without a reload: then
+    # an empty request goes through, and its holder makes the disk live.
+    if check_mode or not (due or queue.unfinished()):
+        return {label: (current, change.wanted) for label, (current, change) in due.items()}, refused
+    request = {"domain": params["domain"], "force": params["force"], "items": [change.item for dummy, change in due.values()]}
+    outcome = queue.commit(request, params["lock_timeout"], lambda requests, resumed: _commit(edge, requests, warn, resumed))
+    if "error" in outcome:
+        raise outcome["error"]
+    refused.update(outcome["refused"])
+    return outcome["done"], refused
+
+
+def _commit(edge, requests, warn, resumed=False):
+    """Under the edge's lock: the changes of every request [(id, request)] in one validation and
+    one reload. Returns {id: {"done": {label: (before, after)}, "refused": {label: error}} or
+    {"error": error}}. resumed: a holder died while applying, so what is on disk may not be live:
+    every change is applied again, and nginx reloads even when nothing differs."""
+    owner_of, changes, forced = {}, [], all(request["force"] for dummy, request in requests)
+    for rid, request in requests:
+        for change in _changes(request["domain"], edge, request["items"], {}):
+            owner_of[change.label] = rid
+            changes.append(change)
+    before = {path: _read(path) for path in sorted({change.path for change in changes})}  # again, under the lock
+    entries = {path: parse_shard(text) for path, text in before.items()}
+    applying, done, refused = [], {}, {}
+    for change in changes:
+        current = entries[change.path].get(change.label)
+        if current == change.wanted and not resumed:
+            continue
+        force = requests[0][1]["force"] if forced else False
+        try:
             foreign = unmanaged_lines(before[change.path])
-            current = entries[change.path].get(change.label)
-            if current == change.wanted or change.label in refused:
-                continue
-            try:
-                if foreign and not params["force"]:
-                    raise InvalidInputError(
-                        "Route shard %s holds lines edge_route did not write, which this change would drop: %s"
-                        % (change.path, "; ".join(foreign[:3])),
-                        hint="Move them to a file of your own outside %s/, or set force=true to drop them" % ROUTES_DIR)
-                _refuse_foreign(change.path, change.label, current, change.owner, params["force"])
-            except InvalidInputError as exc:
-                refused[change.label] = exc
-                continue
-            applying.append(change)
-            done[change.label] = (current, change.wanted)
+            if foreign and not force:
+                raise InvalidInputError(
+                    "Route shard %s holds lines edge_route did not write, which this change would drop: %s"
+                    % (change.path, "; ".join(foreign[:3])),
+                    hint="Move them to a file of your own outside %s/, or set force=true to drop them" % ROUTES_DIR)
+            _refuse_foreign(change.path, change.label, current, change.owner, force)
+        except InvalidInputError as exc:
+            refused[change.label] = exc
+            continue
+        applying.append(change)
+        done[change.label] = (current, change.wanted)
+    try:
         if applying:
-            accepted = _apply(edge, before, entries, applying, params["force"], warn, refused)
-            done = {label: done[label] for label in done if label in accepted}
-    return done, refused
+            accepted = _apply(edge, before, entries, applying, forced, warn, refused)
+        else:
+            accepted = set()
+            if resumed and edge.test() is None:
+                edge.reload()
+    except (GatewayError, OSError) as exc:
+        error = os_error(exc) if isinstance(exc, OSError) else exc
+        return {rid: {"error": error} for rid, dummy in requests}
+    outcomes = {rid: {"done": {}, "refused": {}} for rid, dummy in requests}
+    for label, change in done.items():
+        if label in accepted:
+            outcomes[owner_of[label]]["done"][label] = change
+    for label, error in refused.items():
+        outcomes[owner_of[label]]["refused"][label] = error
+    return outcomes
+
+
+class RouteQueue:
+    """The edge's queue of route changes (run/route-queue): <id>.req is waiting, <id>.claimed is
+    being applied by the lock's holder, <id>.res is the answer. A request names its process, so
+    one whose job died is dropped rather than applied after the fact."""
+
+    def __init__(self, root):
+        self.dir = os.path.join(root, QUEUE_DIR)
+        self.lock_path = os.path.join(root, LOCK_FILE)
+        os.makedirs(self.dir, exist_ok=True)
+
+    def _path(self, rid, kind):
+        return os.path.join(self.dir, "%s.%s" % (rid, kind))
+
+    def commit(self, request, timeout, apply):
+        """Queue request and return its outcome: read from whoever applied it, or applied here
+        (with everything else queued) once this process holds the lock."""
+        rid = "%020d-%d-%s" % (time.time_ns(), os.getpid(), os.urandom(4).hex())
+        _write_atomic(self._path(rid, "req"), json.dumps(
+            {"pid": os.getpid(), "started": process_start_time(os.getpid()), "request": request}))
+        deadline = time.monotonic() + timeout
+        with open(self.lock_path, "a") as lock:
+            while True:
+                answer = self._answer(rid)
+                if answer is not None:
+                    return answer
+                if _try_lock(lock):
+                    try:
+                        answer = self._answer(rid)
+                        if answer is None:
+                            answer = self._lead(rid, apply)
+                    finally:
+                        fcntl.flock(lock, fcntl.LOCK_UN)
+                    return answer
+                if time.monotonic() > deadline:
+                    if self._withdraw(rid):
+                        raise EdgeError("Could not lock %s within %ss; the route was not changed" % (self.lock_path, timeout),
+                                        hint="Another job holds the edge lock; retry, or raise lock_timeout")
+                    if time.monotonic() > deadline + timeout:
+                        # Taken by a holder that has not finished: it may still make the change live.
+                        raise EdgeError("The job holding %s took this route change but did not finish it within %ss; "
+                                        "whether it went live is unknown" % (self.lock_path, 2 * timeout),
+                                        hint="Find the stuck job on the edge (a hung nginx -t?), then run reconcile",
+                                        outcome="unknown")
+                time.sleep(0.005)
+
+    def unfinished(self):
+        """Whether a holder died while applying changes (only that leaves a claimed request)."""
+        return any(name.endswith(".claimed") for name in os.listdir(self.dir))
+
+    def _withdraw(self, rid):
+        """True when the request was still waiting and is now gone; False once a holder took it."""
+        try:
+            os.unlink(self._path(rid, "req"))
+            return True
+        except FileNotFoundError:
+            return False
+
+    def _answer(self, rid):
+        text = _read(self._path(rid, "res"))
+        if text is None:
+            return None
+        os.unlink(self._path(rid, "res"))
+        return _decode(json.loads(text))
+
+    def _lead(self, own, apply):
+        requests, resumed = self._claim(own)
+        outcomes = apply(requests, resumed)
+        for rid, dummy in requests:
+            if rid != own:
+                _write_atomic(self._path(rid, "res"), json.dumps(_encode(outcomes[rid])))
+            for kind in ("claimed", "req"):
+                try:
+                    os.unlink(self._path(rid, kind))
+                except FileNotFoundError:
+                    pass
+        return outcomes[own]
+
+    def _claim(self, own):
+        """This process's request, then every queued request of a live process (and those a dead
+        holder had claimed), oldest first, at most one per organization: a later change of the
+        same route waits for the next round, so each is checked against the route the earlier one
+        left. Returns (taken, resumed): resumed when a claimed request was found, which only a
+        holder that died leaves behind."""
+        taken, labels, resumed = [], set(), False
+        names = sorted(os.listdir(self.dir), key=lambda name: (not name.startswith(own + "."), name))
+        for name in names:
+            rid, dot, kind = name.partition(".")
+            if kind not in ("req", "claimed"):
+                if kind == "res" and _age(os.path.join(self.dir, name)) > STALE_ANSWER_SECONDS:
+                    _put(os.path.join(self.dir, name), None)  # its job died before reading it
+                continue
+            text = _read(os.path.join(self.dir, name))
+            if text is None:
+                continue
+            resumed = resumed or kind == "claimed"
+            data = json.loads(text)
+            if rid != own and process_start_time(data["pid"]) != data["started"]:
+                _put(os.path.join(self.dir, name), None)  # its job died: reconcile repairs what it left
+                continue
+            mine = {organization_label(item["organization"]) for item in data["request"]["items"]}
+            # A forced request goes alone; so does the first one when it is forced.
+            if mine & labels or (taken and (data["request"]["force"] or taken[0][1]["force"])):
+                continue
+            if kind == "req":
+                try:
+                    os.rename(self._path(rid, "req"), self._path(rid, "claimed"))
+                except FileNotFoundError:
+                    continue  # withdrawn after its timeout
+            taken.append((rid, data["request"]))
+            labels |= mine
+        return taken, resumed
+
+
+def _try_lock(handle):
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EACCES):
+            raise
+        return False
+
+
+def _age(path):
+    try:
+        return time.time() - os.stat(path).st_mtime
+    except FileNotFoundError:
+        return 0
+
+
+_ERRORS = {cls.__name__: cls for cls in (EdgeError, InvalidInputError, StorageError)}
+
+
+def _encode_error(error):
+    return {"type": type(error).__name__, "msg": error.msg, "hint": error.hint, "details": error.details}
+
+
+def _decode_error(data):
+    return _ERRORS.get(data["type"], EdgeError)(data["msg"], hint=data["hint"], **data["details"])
+
+
+def _encode(outcome):
+    if "error" in outcome:
+        return {"error": _encode_error(outcome["error"])}
+    return {"done": outcome["done"], "refused": {label: _encode_error(error) for label, error in outcome["refused"].items()}}
+
+
+def _decode(data):
+    if "error" in data:
+        return {"error": _decode_error(data["error"])}
+    return {"done": {label: tuple(change) for label, change in data["done"].items()},
+            "refused": {label: _decode_error(error) for label, error in data["refused"].items()}}
 
 
 def ensure_route(params, check_mode, run_command, warn):

@@ -16,9 +16,15 @@ description:
   - Routes live in 256 shard files C(<config_root>/routes/orgs-<xx>.conf), picked by the first two hex
     digits of the organization id, so a change stays cheap as organizations grow (at 10,000
     organizations, C(nginx -t) takes about 30 ms with shards against about 90 ms with one file each).
-  - "Every change runs under the edge's lock, so parallel jobs serialise: the route file is written,
-    C(nginx -t) tests the whole configuration, nginx reloads, and with O(listen_url) the module waits
-    until the live nginx serves the new route."
+  - "Every change runs under the edge's lock: the route file is written, C(nginx -t) tests the whole
+    configuration, nginx reloads, and with O(listen_url) the module waits until the live nginx serves
+    the new route."
+  - Changes are group-committed. A call queues its change on the edge (C(run/route-queue/)), and the
+    job that holds the lock next applies every queued change with one C(nginx -t) and one reload, so
+    concurrent jobs share a validation and a reload instead of waiting for one each; each job still
+    gets its own result. A call that cannot get its change taken within O(lock_timeout) withdraws
+    it and fails, having changed nothing. A change made by a job that died while it held the lock
+    is made live by the next one.
   - If C(nginx -t) rejects the change, or the reload does not take effect, the shard is put back as it
     was when the lock was taken, nginx keeps or gets back the previous configuration, and the task
     fails quoting nginx's message with file and line. Other jobs' finished changes are never undone.
@@ -106,7 +112,10 @@ options:
     type: float
     default: 10
   lock_timeout:
-    description: Seconds to wait for the edge lock.
+    description:
+      - Seconds to wait for the change to be taken by the edge lock's holder (this job or another).
+        Once taken, the call waits as long again for the holder to finish; past that, it fails
+        saying the outcome is unknown.
     type: float
     default: 60
 notes:

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from ansible_collections.demiurge.gateway.plugins.module_utils._daemon import Daemon, _start_time, running_pid
+from ansible_collections.demiurge.gateway.plugins.module_utils._daemon import Daemon, process_start_time, running_pid
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import InvalidInputError, ServiceError
 
 
@@ -68,7 +68,7 @@ def test_a_reused_pid_running_the_same_program_is_not_trusted(tmp_path, http_dae
     pidfile = tmp_path / "reused.pid"
     pidfile.write_text("%d\n%s\n%s\n" % (os.getpid(), sys.executable, int(started) - 1))
     assert running_pid(str(pidfile)) is None
-    pidfile.write_text("%d\n%s\n%s\n" % (os.getpid(), sys.executable, _start_time(os.getpid())))
+    pidfile.write_text("%d\n%s\n%s\n" % (os.getpid(), sys.executable, process_start_time(os.getpid())))
     assert running_pid(str(pidfile)) == os.getpid()
 
 

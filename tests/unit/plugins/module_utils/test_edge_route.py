@@ -1,5 +1,11 @@
 """edge_route's logic on real files, with nginx -t and the reload scripted."""
 
+import fcntl
+import json
+import multiprocessing
+import os
+import time
+
 import pytest
 
 from ansible_collections.demiurge.gateway.plugins.module_utils import _edge_route
@@ -239,3 +245,75 @@ def test_a_batch_in_check_mode_reports_and_writes_nothing(edge):
     result = _edge_route.ensure_routes(batch(root, [{"organization": o, "upstream": "127.0.0.1:21000"} for o in orgs]),
                                        True, PickyNginx(root).run_command, print)
     assert result["changed_organizations"] == sorted(orgs) and list_routes(str(root)) == [] and reloads == []
+
+
+def test_concurrent_changes_are_group_committed(edge, monkeypatch):
+    """Twenty jobs at once: every route goes live, with far fewer validations and reloads than jobs."""
+    root, dummy = edge
+    log = root / "nginx.log"
+
+    def slow_test(argv):
+        with open(log, "a") as handle:
+            handle.write("test\n")
+        time.sleep(0.05)
+        return 0, "", ""
+
+    monkeypatch.setattr(_edge_route.Edge, "reload", lambda self: open(log, "a").write("reload\n"))
+    orgs = organizations(20)
+    context = multiprocessing.get_context("fork")
+
+    def job(organization, port):
+        result = ensure_route(params(root, organization=organization, upstream="127.0.0.1:%d" % port), False, slow_test, print)
+        os._exit(0 if result["changed"] else 1)
+
+    jobs = [context.Process(target=job, args=(o, 20000 + n)) for n, o in enumerate(orgs)]
+    for process in jobs:
+        process.start()
+    for process in jobs:
+        process.join(30)
+    assert [process.exitcode for process in jobs] == [0] * 20
+    assert routed_upstreams(root) == {o: "127.0.0.1:%d" % (20000 + n) for n, o in enumerate(orgs)}
+    calls = log.read_text().split()
+    assert 1 <= calls.count("reload") < 10 and calls.count("test") == calls.count("reload"), calls
+    assert os.listdir(root / "run" / "route-queue") == [], "every request and answer is gone"
+
+
+def test_a_request_whose_job_died_is_dropped(edge):
+    root, reloads = edge
+    queue = root / "run" / "route-queue"
+    queue.mkdir()
+    dead = {"pid": 2 ** 22 + 1, "started": "1", "request": {"domain": "zone.test", "force": False, "items": [
+        {"organization": ORG, "upstream": "127.0.0.1:21009", "owner": "alloc-9", "state": "present"}]}}
+    (queue / "00000000000000000001-1-00.req").write_text(json.dumps(dead))
+    other = "0b5e9b7c-1a2b-4c3d-8e9f-000000000001"
+    assert ensure_route(params(root, organization=other), False, Nginx(root, []).run_command, print)["changed"]
+    assert list(routed_upstreams(root)) == [other] and os.listdir(queue) == []
+
+
+def test_a_job_that_cannot_get_the_lock_withdraws_its_change(edge):
+    root, reloads = edge
+    with open(root / "run" / "routes.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(EdgeError, match="Could not lock .* the route was not changed"):
+            ensure_route(params(root, lock_timeout=0.2), False, Nginx(root, []).run_command, print)
+    assert os.listdir(root / "run" / "route-queue") == [] and not shard(root).exists() and reloads == []
+
+
+def test_changes_a_dead_holder_left_unfinished_are_made_live_again(edge):
+    """A holder killed between writing a shard and reloading: the next holder reloads, and the
+    change of a job still waiting for it is applied (its route is already on disk)."""
+    root, reloads = edge
+    queue = root / "run" / "route-queue"
+    queue.mkdir()
+    item = {"organization": ORG, "upstream": "127.0.0.1:21001", "owner": "alloc-1", "state": "present"}
+    rid = "00000000000000000001-%d-00" % os.getpid()
+    (queue / (rid + ".claimed")).write_text(json.dumps({"pid": os.getpid(), "started": _edge_route.process_start_time(os.getpid()),
+                                                        "request": {"domain": "zone.test", "force": False, "items": [item]}}))
+    shard(root).write_text(render_shard({LABEL: render_entry(LABEL, "%s.zone.test" % LABEL, "127.0.0.1:21001", "alloc-1")}))
+    nginx = Nginx(root, [])
+    again = ensure_route(params(root), False, nginx.run_command, print)
+    assert not again["changed"], "on disk already: nothing to change"
+    assert reloads == [1] and nginx.tests == 1, "but it was not live: validated and reloaded"
+    answer = json.loads((queue / (rid + ".res")).read_text())
+    assert list(answer["done"]) == [LABEL], "the waiting job learns its change is live"
+    assert ensure_route(params(root), False, nginx.run_command, print)["changed"] is False and reloads == [1]
