@@ -33,8 +33,8 @@ description:
   - nginx reloads only when the route changed.
   - With O(routes), many organizations' routes change together under one lock, with one C(nginx -t)
     and one reload for the whole batch. Each organization that cannot change (another owner, a bad
-    upstream, an entry nginx rejects) fails alone: the batch is halved until nginx accepts the rest,
-    which goes live; the task then fails naming each organization and its cause
+    upstream, an entry nginx rejects) fails alone; the batch is halved until nginx accepts the rest,
+    which goes live, and the task then fails naming each organization and its cause
     (RV(failed_organizations)).
 extends_documentation_fragment:
   - demiurge.gateway.controller

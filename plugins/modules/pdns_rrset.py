@@ -19,11 +19,11 @@ description:
     or delete a record set owned by someone else (or by nobody) unless O(force=true); the error
     names the current owner.
   - Transient API failures are retried (see O(retries)); nothing is written when a call fails.
-  - With O(organizations), many organizations' record sets change together: one read of the whole
-    zone, then one atomic PATCH per 1,000 organizations holding only what differs. Ownership is
+  - With O(organizations), many organizations' record sets change together, with one read of the whole
+    zone and one atomic PATCH per 1,000 organizations holding only what differs. Ownership is
     checked for each organization, and each refusal fails only its own organization; the task then
     fails naming each organization and its cause (RV(failed_organizations)). A PATCH that timed out
-    may have been applied: its organizations are reported as unknown, never as unwritten.
+    may have been applied, so its organizations are reported as unknown, never as unwritten.
 extends_documentation_fragment:
   - demiurge.gateway.controller
   - demiurge.gateway.journal

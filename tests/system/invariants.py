@@ -7,10 +7,12 @@ check(settled=True) returns every violation found (an empty list when all hold):
 - settled (after reconcile): no gateway outside ready, allocated, quarantined or retired, and no
   allocation left allocating or releasing;
 - DNS records (listed through the API, and each org name asked over the wire) and the routes on the
-  edge equal the live allocations exactly, with their owners and upstreams;
+  edge equal the live allocations exactly, with their owners and upstreams, and the stack's live
+  nginx serves each active organization's route (what is on disk is also live);
 - no stored snapshot lost a project that an older snapshot of the organization held.
 """
 
+import http.client
 import json
 import os
 import subprocess
@@ -59,6 +61,16 @@ def _dig(name):
     return "status: NOERROR" in out and "ANSWER: 0" not in out
 
 
+def served_upstream(host):
+    """The upstream the stack's live nginx maps host to ('' for none), from its response header."""
+    conn = http.client.HTTPConnection("127.0.0.1", int(_env("HTTP_PORT")), timeout=5)
+    try:
+        conn.request("HEAD", "/.well-known/demiurge-route", headers={"Host": host})
+        return conn.getresponse().getheader("X-Demiurge-Upstream") or ""
+    finally:
+        conn.close()
+
+
 def _gateways_and_allocations():
     with db() as conn:
         gateways = conn.execute("SELECT id, name, status, api_url, nginx_upstream, metadata FROM gateways").fetchall()
@@ -103,6 +115,9 @@ def _published_violations(gateways, live, settled):
     for root in EDGE_ROOTS:
         found += _route_violations(root, active, in_progress, settled)
     for organization, (allocation_id, upstream) in active.items():
+        host = "org-%s.%s" % (organization, domain)
+        if served_upstream(host) != upstream:
+            found.append("the live nginx serves %s with %r, not %s" % (host, served_upstream(host), upstream))
         if records.get(organization) != allocation_id:
             found.append("active organization %s has DNS owner %s, not %s" % (organization, records.get(organization), allocation_id))
         elif not _dig("org-%s.%s" % (organization, domain)):
