@@ -159,8 +159,9 @@ def main():
     port = free_port()
     daemon = start_edge(prefix, port)
     try:
-        print("%8s %10s %14s %16s %16s %8s %12s" % ("orgs", "one (ms)", "nginx -t (ms)", "reload→served (ms)",
-                                                     "%d at once (ms)" % args.concurrent, "ratio", "rebuild (ms)"))
+        columns = ("orgs", "one (ms)", "nginx -t (ms)", "reload→served (ms)", "%d at once (ms)" % args.concurrent, "ratio",
+                   "rebuild (ms)")
+        print("%8s %10s %14s %16s %16s %8s %12s" % columns)
         for size in sorted(args.sizes):
             organizations = write_routes(prefix, size)
             one_change(prefix, port)  # warm: the first reload after a bulk fill loads every route

@@ -184,7 +184,10 @@ failed_organizations:
   description: Each organization whose route could not change, with the cause.
   returned: with O(routes)
   type: dict
-  sample: {"7c1d2e3f-4a5b-4c6d-8e7f-8899aabbccdd": "Route of org-7c1d2e3f-4a5b-4c6d-8e7f-8899aabbccdd in /srv/edge/nginx/routes/orgs-7c.conf is owned by 1f2e3d4c-5b6a-4978-8a9b-0c1d2e3f4a5b, not by 0a1b2c3d-4e5f-4a6b-8c7d-8e9f00112233"}
+  sample:
+    7c1d2e3f-4a5b-4c6d-8e7f-8899aabbccdd: >-
+      Route of org-7c1d2e3f-4a5b-4c6d-8e7f-8899aabbccdd in /srv/edge/nginx/routes/orgs-7c.conf is owned by
+      1f2e3d4c-5b6a-4978-8a9b-0c1d2e3f4a5b, not by 0a1b2c3d-4e5f-4a6b-8c7d-8e9f00112233
 nginx_error:
   description: nginx's message when it rejected the configuration.
   returned: failure

@@ -63,7 +63,7 @@ def test_one_reconcile_repairs_every_kind_of_drift_across_thousands_of_organizat
     rc, dummy, out = run("reconcile")
     assert rc == 0, plain(out)[-3000:]
 
-    wanted = {organization: allocation for organization, allocation in members}
+    wanted = dict(members)
     names = {entry["organization"]: entry for entry in list_organizations(pdns(), DOMAIN + ".")}
     routes = {route["organization"]: route for route in list_routes(EDGE_ROOT)}
     for organization, allocation in members:

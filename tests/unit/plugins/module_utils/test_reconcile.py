@@ -126,6 +126,6 @@ def test_property_every_difference_is_a_candidate_and_nothing_else_is():
         decision = plan(allocations, ZONE, ADDRESSES, dns, routes)
         assert {a["organization"] for a in decision["dns_restore"]} == expect_dns
         assert set(pairs(decision["routes_restore"])) == expect_routes
-        assert decision["dns_orphans"] == [{"organization": orphan["organization"], "owner": orphan["allocation_id"],
-                                               "state": "absent"}]
+        assert decision["dns_orphans"] == [
+            {"organization": orphan["organization"], "owner": orphan["allocation_id"], "state": "absent"}]
         assert pairs(decision["route_orphans"]) == [("edge2", orphan["organization"])]
