@@ -270,6 +270,13 @@ def _allocation(conn, where, args):
     return found[0] if found else None
 
 
+def live_allocations_brief(conn):
+    """Every live allocation with what its names and routes are made of, and no journal."""
+    rows = conn.execute("SELECT og.id, og.organization_id, og.status, g.nginx_upstream FROM organizations_gateways og "
+                        "JOIN gateways g ON g.id = og.gateway_id WHERE og.stopped_at IS NULL ORDER BY og.started_at").fetchall()
+    return [_plain(row, ("allocation_id", "organization", "status", "nginx_upstream")) for row in rows]
+
+
 def live_allocation(conn, organization, lock=False):
     return _allocation(conn, "WHERE og.organization_id = %s AND og.stopped_at IS NULL" + (" FOR UPDATE OF og" if lock else ""),
                        (organization,))

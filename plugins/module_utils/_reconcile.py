@@ -3,9 +3,11 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """PRIVATE to demiurge.gateway: may change without notice.
 
-Reconcile's one decision: from one zone listing, one route listing per edge and the live
-allocations, what to restore and what to remove. Reconcile then runs a task only for those, so a
-reconcile with nothing to repair costs three reads whatever the number of organizations.
+Reconcile's one decision (module pool_drift_info): from one zone listing, one route listing per
+edge and the live allocations, what to restore and what to remove. The zone and the pool are read
+where the decision is made, so only the decision travels through Ansible; reconcile then runs a
+task only for what differs, and a reconcile with nothing to repair costs three reads whatever the
+number of organizations.
 
 The plan only picks candidates; the modules that act compare again and keep their ownership
 checks. So anything that differs in any way is a candidate: a false candidate costs one call
@@ -16,7 +18,12 @@ from __future__ import annotations
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import canonical, organization_label
 from ansible_collections.demiurge.gateway.plugins.module_utils._edge_route import parse_upstream
-from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_rrset import normalize_content
+from ansible_collections.demiurge.gateway.plugins.module_utils._errors import InvalidInputError
+from ansible_collections.demiurge.gateway.plugins.module_utils._module import ModuleDef
+from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_client import PdnsClient, pdns_argument_spec
+from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_rrset import list_organizations, normalize_content
+from ansible_collections.demiurge.gateway.plugins.module_utils._pool_db import pool_db_argument_spec
+from ansible_collections.demiurge.gateway.plugins.module_utils._pool_ops import Transaction, live_allocations_brief
 
 # What pdns_rrset writes for an organization when no TTL is given (allocate and reconcile give none).
 DEFAULT_TTL = 60
@@ -71,3 +78,34 @@ def plan(allocations, zone, edge_addresses, dns, routes, ttl=DEFAULT_TTL):
                for route in routed[edge].values() if route["owner"] is not None and route["owner"] not in live]
         for edge in routed}
     return result
+
+
+def drift_info(call):
+    """The zone is listed first and the live allocations read after: a name published after the
+    listing belongs to an allocation that is live by the time it is read, so an allocation in
+    progress is never taken for an orphan. The edges' routes were listed before the call."""
+    params = call.params
+    routes = params["routes"]
+    if not all(isinstance(listing, list) for listing in routes.values()):
+        raise InvalidInputError("routes must map each edge host to its list of routes",
+                                hint="Pass edge_route_info's routes for each edge, for example {edge1: [...]}")
+    organizations = list_organizations(PdnsClient.from_params(params), canonical(params["zone"], "zone"))
+    with Transaction(params, True) as conn:
+        allocations = live_allocations_brief(conn)
+    decision = plan(allocations, params["zone"], params["edge_addresses"], organizations, routes, params["ttl"])
+    return dict(decision, changed=False, live_allocations=len(allocations), listed_organizations=len(organizations))
+
+
+def drift_argument_spec():
+    spec = pool_db_argument_spec()
+    spec.update(pdns_argument_spec())
+    spec.update(
+        zone={"type": "str", "required": True},
+        edge_addresses={"type": "list", "elements": "str", "required": True},
+        routes={"type": "dict", "required": True},
+        ttl={"type": "int", "default": DEFAULT_TTL},
+    )
+    return spec
+
+
+POOL_DRIFT_INFO = ModuleDef(drift_argument_spec, drift_info)
