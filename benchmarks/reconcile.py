@@ -13,6 +13,8 @@ Reported per size, each the median of --rounds runs, with the baseline measured 
     one_task     a playbook of one debug task (the floor of any playbook here)
     nothing      reconcile.yml when nothing differs
     repair       reconcile.yml after deleting the names and routes of --repair organizations
+    rebuild      reconcile.yml after deleting every route of the population from the edge (a blank
+                 edge host rebuilt: one validation and one reload)
 """
 
 import argparse
@@ -99,6 +101,11 @@ def size_round(count, args, one_task):
         times.append(elapsed)
     result["repair_s"] = round(statistics.median(times), 2)
     result["repaired"] = len(damaged)
+    times = []
+    for dummy in range(args.rounds):
+        POPULATION.route(population, present=False)
+        times.append(reconcile()[0])
+    result["rebuild_s"] = round(statistics.median(times), 2)
     result["nothing_ratio_to_one_task"] = round(result["nothing_s"] / result["one_task_s"], 2)
     return result
 
