@@ -120,8 +120,9 @@ stage_system() {
   export DEMIURGE_TEST_RULEBOOK
   # ansible-runner forks from test threads; the forkpty warning that causes is noise here. The
   # stage takes about 37 minutes; timeout signals the whole process group, a test's playbook too.
+  # The slowest tests are listed, to see where the suite's time goes.
   timeout 2700 env PYTHONPATH="$SOURCE_ROOT:$REPO_ROOT/tests/system" python -m pytest -p no:cacheprovider -q -W ignore::DeprecationWarning \
-    "$REPO_ROOT/tests/system" "$@"
+    --durations=25 "$REPO_ROOT/tests/system" "$@"
 }
 
 # The stock Debian 12 path: the system's own Python 3.11 with ansible-core 2.19, the oldest core

@@ -305,11 +305,13 @@ def change_routes(params, items, check_mode, run_command, warn):
                 refused[change.label] = exc
                 continue
             due[change.label] = (current, change)
+    if check_mode:
+        return {label: (current, change.wanted) for label, (current, change) in due.items()}, refused
     queue = RouteQueue(params["config_root"])
     # Nothing differs on disk, but a holder that died may have written it without a reload: then
     # an empty request goes through, and its holder makes the disk live.
-    if check_mode or not (due or queue.unfinished()):
-        return {label: (current, change.wanted) for label, (current, change) in due.items()}, refused
+    if not (due or queue.unfinished()):
+        return {}, refused
     request = {"domain": params["domain"], "force": params["force"], "items": [change.item for dummy, change in due.values()]}
     outcome = queue.commit(request, params["lock_timeout"], lambda requests, resumed: _commit(edge, requests, warn, resumed))
     if "error" in outcome:
@@ -463,7 +465,11 @@ class RouteQueue:
             if text is None:
                 continue
             resumed = resumed or kind == "claimed"
-            data = json.loads(text)
+            try:
+                data = json.loads(text)
+            except ValueError:
+                _put(os.path.join(self.dir, name), None)  # unreadable: it must not stop every later change
+                continue
             if rid != own and process_start_time(data["pid"]) != data["started"]:
                 _put(os.path.join(self.dir, name), None)  # its job died: reconcile repairs what it left
                 continue

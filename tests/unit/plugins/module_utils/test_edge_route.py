@@ -245,6 +245,7 @@ def test_a_batch_in_check_mode_reports_and_writes_nothing(edge):
     result = _edge_route.ensure_routes(batch(root, [{"organization": o, "upstream": "127.0.0.1:21000"} for o in orgs]),
                                        True, PickyNginx(root).run_command, print)
     assert result["changed_organizations"] == sorted(orgs) and list_routes(str(root)) == [] and reloads == []
+    assert not (root / "run" / "route-queue").exists(), "check mode writes nothing, not even the queue"
 
 
 def test_concurrent_changes_are_group_committed(edge, monkeypatch):
@@ -285,6 +286,7 @@ def test_a_request_whose_job_died_is_dropped(edge):
     dead = {"pid": 2 ** 22 + 1, "started": "1", "request": {"domain": "zone.test", "force": False, "items": [
         {"organization": ORG, "upstream": "127.0.0.1:21009", "owner": "alloc-9", "state": "present"}]}}
     (queue / "00000000000000000001-1-00.req").write_text(json.dumps(dead))
+    (queue / "00000000000000000002-1-00.req").write_text('{"pid": 1, "sta')  # a torn write
     other = "0b5e9b7c-1a2b-4c3d-8e9f-000000000001"
     assert ensure_route(params(root, organization=other), False, Nginx(root, []).run_command, print)["changed"]
     assert list(routed_upstreams(root)) == [other] and os.listdir(queue) == []
