@@ -122,7 +122,10 @@ def stack_variables(env_name, port_base, local_edge=True):
         host_vars.update(demiurge_edge_config_root=state_path(env_name, "nginx"),
                          demiurge_edge_listen_url="http://127.0.0.1:%d" % (port_base + 80),
                          # Its gateways, as the local_stack role runs them: the autoscaler adds and removes some.
+                         # They use the stack's platform API stand-in, whatever port base they are
+                         # given: a second one would share its pid file and outlive the stack.
                          gateway_standin_env_name=env_name, gateway_standin_port_base=port_base + 500,
+                         gateway_standin_config_url="http://127.0.0.1:%d" % (port_base + 500),
                          gateway_standin_pool_db=trust_as_template("{{ demiurge_pool_db }}"))
     return group_vars, host_vars
 
