@@ -21,12 +21,14 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import
 from ansible_collections.demiurge.gateway.plugins.module_utils._journal import journal_argument_spec
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import ModuleDef
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_db import pool_db_argument_spec
-from ansible_collections.demiurge.gateway.plugins.module_utils._errors import DatabaseError, InvalidInputError
+from ansible_collections.demiurge.gateway.plugins.module_utils._errors import DatabaseError, GatewayError, InvalidInputError
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_ops import Transaction, event
 from ansible_collections.demiurge.gateway.plugins.module_utils._snapshot import (
     SnapshotError,
     bundle_data,
     bundle_snapshot,
+    is_snapshot_of,
+    latest_intact,
     list_snapshots,
     matches,
     newest,
@@ -94,6 +96,8 @@ def bundle_flow(params, source):
 
 def snapshot_body(call):
     params = call.params
+    if params.get("allocations") is not None:
+        return snapshot_many_body(call)
     organization = organization_id(params["organization"])
     _one_move(params, "gateway_snapshot")
     if params["verify_allocation"]:
@@ -102,15 +106,75 @@ def snapshot_body(call):
         return _bundle_out(call, organization)
     if params.get("bundle"):
         return _bundle_in(call, organization)
-    latest = next((m for m in list_snapshots(params["storage_dir"], organization) if m["intact"]), None)
-    if latest is not None and matches(params["data_dir"], latest):
+    result = push_one(params, organization, params["data_dir"], params["allocation_id"], call.check_mode)
+    if result["changed"] and params["verify_allocation"] and not call.check_mode:
+        record_stored(params, [(organization, params["allocation_id"], result)], call.warn)
+    return result
+
+
+def push_one(params, organization, data_dir, allocation_id, check_mode):
+    """Snapshot one gateway's data into storage on this host, unless the newest intact snapshot
+    holds it already."""
+    latest = latest_intact(params["storage_dir"], organization)
+    if latest is not None and is_snapshot_of(data_dir, organization, latest, check_mode):
         return {"changed": False, "snapshot": summary(latest), "pruned": []}
-    manifest, pruned, previous = take_snapshot(params["data_dir"], params["storage_dir"], organization,
-                                               params["allocation_id"], params["keep"], params["allow_shrink"],
-                                               call.check_mode)
-    if params["verify_allocation"] and not call.check_mode:
-        record_stored(call.params, organization, manifest, pruned, call.warn)
+    manifest, pruned, previous = take_snapshot(data_dir, params["storage_dir"], organization, allocation_id,
+                                               params["keep"], params["allow_shrink"], check_mode)
     return _stored(manifest, pruned, previous)
+
+
+def require_live_allocations(params, allocations):
+    """Of [(organization, allocation id)], the organizations whose allocation is not live, with why."""
+    with Transaction(params, True) as conn:
+        live = dict((str(o), str(a)) for o, a in conn.execute(
+            "SELECT organization_id, id FROM organizations_gateways WHERE organization_id = ANY(%s::uuid[]) AND stopped_at IS NULL",
+            ([organization for organization, dummy in allocations],)).fetchall())
+    return {organization: "Allocation %s is not organization %s's live allocation (that is %s); its data may be stale; "
+                          "snapshot only from the gateway the organization holds now"
+            % (allocation_id, organization, live.get(organization, "none"))
+            for organization, allocation_id in allocations if live.get(organization) != allocation_id}
+
+
+def push_many(params, check_mode, refused=None):
+    """push_one for each of params["allocations"]; one organization's failure (a full disk, a
+    refused shrink) is its own. Returns (results by organization, failures by organization)."""
+    results, failed = {}, dict(refused or {})
+    for item in params["allocations"]:
+        organization = organization_id(item["organization"])
+        if organization in failed:
+            continue
+        try:
+            results[organization] = push_one(params, organization, item["data_dir"], item["allocation_id"], check_mode)
+        except (GatewayError, OSError) as exc:
+            failed[organization] = str(exc)
+    return results, failed
+
+
+def batch_result(params, results, failed):
+    """The task's result for a batch; raises naming every failed organization, with the rest of the result."""
+    changed = sorted(organization for organization, result in results.items() if result["changed"])
+    result = {
+        "changed": bool(changed), "changed_organizations": changed, "failed_organizations": failed,
+        "snapshots": {organization: result["snapshot"] for organization, result in results.items()},
+        "pruned": {organization: results[organization]["pruned"] for organization in changed},
+        "diff": {"before": {"latest": {o: results[o].get("diff", {}).get("before", {}).get("latest") for o in changed}},
+                 "after": {"latest": {o: results[o]["snapshot"]["id"] for o in changed}}},
+    }
+    if failed:
+        raise SnapshotError("%d of %d snapshots failed, the others were pushed: %s" % (
+            len(failed), len(params["allocations"]), "; ".join("%s: %s" % item for item in sorted(failed.items()))),
+            hint="Fix each cause named, then run again", **result)
+    return result
+
+
+def snapshot_many_body(call):
+    params = call.params
+    allocations = [(organization_id(item["organization"]), item["allocation_id"]) for item in params["allocations"]]
+    refused = require_live_allocations(params, allocations) if params["verify_allocation"] else {}
+    results, failed = push_many(params, call.check_mode, refused)
+    if params["verify_allocation"] and not call.check_mode:
+        record_stored(params, [(o, a, results[o]) for o, a in allocations if o in results and results[o]["changed"]], call.warn)
+    return batch_result(params, results, failed)
 
 
 def _stored(manifest, pruned, previous):
@@ -136,34 +200,56 @@ def _bundle_in(call, organization):
         params["bundle"], params["storage_dir"], organization, params["keep"], params["allow_shrink"], call.check_mode))
     if not stored:
         return {"changed": False, "snapshot": summary(dict(manifest, intact=True)), "pruned": []}
+    result = _stored(dict(manifest, intact=True), pruned, previous)
     if params["verify_allocation"] and not call.check_mode:
-        record_stored(params, organization, manifest, pruned, call.warn)
-    return _stored(dict(manifest, intact=True), pruned, previous)
+        record_stored(params, [(organization, params["allocation_id"], result)], call.warn)
+    return result
 
 
-def record_stored(params, organization, manifest, pruned, warn):
-    """The snapshot is durable in storage before its event is written, so a failure here costs the
-    snapshot metrics one entry (until the next push), never the snapshot: a warning, not a failure."""
+def record_stored(params, stored, warn):
+    """A snapshot.stored event for each (organization, allocation id, push result). The snapshots
+    are durable in storage before their events are written, so a failure here costs the snapshot
+    metrics entries (until the next push), never a snapshot: a warning, not a failure."""
+    if not stored:
+        return
     try:
         with Transaction(params, False) as conn:
-            event(conn, "snapshot.stored", organization=organization, allocation=params["allocation_id"],
-                  detail={"snapshot": manifest["id"], "size_bytes": manifest.get("total_size"), "pruned": pruned})
+            for organization, allocation_id, result in stored:
+                event(conn, "snapshot.stored", organization=organization, allocation=allocation_id,
+                      detail={"snapshot": result["snapshot"]["id"], "size_bytes": result["snapshot"].get("total_size"),
+                              "pruned": result["pruned"]})
     except DatabaseError as exc:
-        warn("Snapshot %s is stored, but its event was not recorded: %s" % (manifest["id"], exc))
+        warn("%d snapshot(s) are stored, but their events were not recorded: %s" % (len(stored), exc))
 
 
 def snapshot_argument_spec():
     spec = _storage_spec()
     spec.update(pool_db_argument_spec())
     spec.update(journal_argument_spec())
+    spec["organization"] = {"type": "str"}
     spec.update(
-        allocation_id={"type": "str", "required": True},
+        allocation_id={"type": "str"},
+        allocations={"type": "list", "elements": "dict", "options": {
+            "organization": {"type": "str", "required": True},
+            "allocation_id": {"type": "str", "required": True},
+            "data_dir": {"type": "path", "required": True},
+        }},
         keep={"type": "int", "default": 5},
         allow_shrink={"type": "bool", "default": False},
         verify_allocation={"type": "bool", "default": True},
         latest={"type": "dict"},
     )
     return spec
+
+
+# One organization (organization, allocation_id and two places), or many on the storage host
+# (allocations and storage_dir).
+_SNAPSHOT_RULES = {
+    "required_one_of": [["data_dir", "bundle", "allocations"], ["storage_dir", "bundle"], ["organization", "allocations"]],
+    "required_together": [["organization", "allocation_id"]],
+    "mutually_exclusive": [["allocations", key] for key in ("organization", "data_dir", "bundle", "latest")],
+    "required_by": {"allocations": "storage_dir"},
+}
 
 
 def restore_body(call):
@@ -211,7 +297,7 @@ def info_argument_spec():
 
 
 GATEWAY_SNAPSHOT = ModuleDef(snapshot_argument_spec, snapshot_body, bundle_flow=lambda params: bundle_flow(params, "data_dir"),
-                             **_TWO_PLACES)
+                             **_SNAPSHOT_RULES)
 GATEWAY_RESTORE = ModuleDef(restore_argument_spec, restore_body, bundle_flow=lambda params: bundle_flow(params, "storage_dir"),
                             **_TWO_PLACES)
 GATEWAY_SNAPSHOT_INFO = ModuleDef(info_argument_spec, info_body)

@@ -20,6 +20,15 @@ bundle: one uncompressed tar file holding files/<path> members and the
 manifest. The receiving side unpacks it into staging while hashing and keeps
 it only when the manifest is intact, names the organization expected, and
 matches every file; the bundle itself is never trusted.
+
+So that a periodic sync costs what changed rather than what exists, a push that
+finds or makes a snapshot equal to the data leaves a note beside the data
+directory (.<name>.snapshot-state.json): the organization, the snapshot id and
+what lstat() said of every entry. While the storage's newest intact snapshot is
+still that id and every entry looks the same, the data is not read again. Any
+write changes an entry's ctime (which no program can set back), so a skipped
+push can only miss a change made in the same instant as the note; entries
+changed within _RACY_NS of the note are never trusted, as git does for its index.
 """
 
 from __future__ import annotations
@@ -42,6 +51,8 @@ PROJECTS = "projects"
 _CHUNK = 1 << 20
 # A manifest lists one entry per file; this bounds what a bundle may make the reader hold.
 _MANIFEST_MAX_BYTES = 64 << 20
+STATE_SUFFIX = ".snapshot-state.json"
+_RACY_NS = 2 * 10**9
 
 
 class SnapshotError(GatewayError):
@@ -131,6 +142,75 @@ def list_snapshots(storage, organization):
     return result
 
 
+def latest_intact(storage, organization):
+    """The newest intact snapshot's manifest, reading only as many manifests as it takes."""
+    base = org_dir(storage, organization)
+    try:
+        names = sorted((name for name in os.listdir(base) if not name.startswith(".")), reverse=True)
+    except FileNotFoundError:
+        return None
+    for name in names:
+        try:
+            with open(os.path.join(base, name, MANIFEST)) as handle:
+                manifest = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        if manifest.get("checksum") == manifest_checksum(manifest):
+            return dict(manifest, intact=True, path=os.path.join(base, name))
+    return None
+
+
+def _state_path(data_dir):
+    parent, name = os.path.split(os.path.normpath(data_dir))
+    return os.path.join(parent, ".%s%s" % (name, STATE_SUFFIX))
+
+
+def data_state(data_dir):
+    """(when it was read, what lstat() says of data_dir and every entry below it)."""
+    taken = time.time_ns()
+    entries = {}
+    for directory, subdirs, names in os.walk(data_dir):
+        for name in [""] + subdirs + names:
+            path = os.path.join(directory, name) if name else directory
+            stat = os.lstat(path)
+            entries[os.path.relpath(path, data_dir)] = [stat.st_mode, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+    return taken, entries
+
+
+def unchanged_since(data_dir, organization, snapshot_id, state):
+    """True when the note beside data_dir says its data equals snapshot_id and `state` (from
+    data_state) shows nothing changed since the note was written."""
+    try:
+        with open(_state_path(data_dir)) as handle:
+            note = json.load(handle)
+    except (OSError, ValueError):
+        return False
+    if note.get("organization") != organization_id(organization) or note.get("snapshot") != snapshot_id:
+        return False
+    if note.get("entries") != state[1]:
+        return False
+    newest_change = max((entry[3] for entry in state[1].values()), default=0)
+    return newest_change < note.get("taken", 0) - _RACY_NS
+
+
+def remember(data_dir, organization, snapshot_id, state):
+    """Note that data_dir, as `state` saw it, equals snapshot_id. Only a shortcut: when the note
+    cannot be written the next push reads the data again."""
+    path = _state_path(data_dir)
+    temporary = "%s.%d" % (path, os.getpid())
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"organization": organization_id(organization), "snapshot": snapshot_id,
+                       "taken": state[0], "entries": state[1]}, handle)
+        os.replace(temporary, path)
+    except OSError:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+
+
 def newest(history):
     """The newest snapshot, damaged or not: an older one is restored only when asked for by id,
     because falling back silently would lose what the newest one added."""
@@ -184,6 +264,8 @@ def take_snapshot(data_dir, storage, organization, allocation_id, keep, allow_sh
     snapshot_id = _new_id()
     if check_mode:
         return {"id": snapshot_id, "projects": projects}, [], previous
+    # Read before the copy: a file written during it looks changed next time.
+    state = data_state(data_dir)
     base = org_dir(storage, organization)
     makedirs_private(base)
     staging = os.path.join(base, ".%s.tmp" % snapshot_id)
@@ -202,6 +284,7 @@ def take_snapshot(data_dir, storage, organization, allocation_id, keep, allow_sh
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    remember(data_dir, organization, snapshot_id, state)
     pruned = _prune(storage, organization, keep)
     return manifest, pruned, previous
 
@@ -323,6 +406,19 @@ def _swap_in(data_dir, fill):
     return True
 
 
+def is_snapshot_of(data_dir, organization, manifest, check_mode):
+    """True when data_dir holds what the snapshot `manifest` holds: by the note beside it when
+    nothing changed since, else by reading every file (and then noting it, outside check mode)."""
+    state = data_state(data_dir)
+    if unchanged_since(data_dir, organization, manifest["id"], state):
+        return True
+    if not matches(data_dir, manifest):
+        return False
+    if not check_mode:
+        remember(data_dir, organization, manifest["id"], state)
+    return True
+
+
 def matches(data_dir, manifest):
     """True when data_dir holds exactly the snapshot's files with their checksums."""
     if not os.path.isdir(data_dir):
@@ -406,7 +502,7 @@ def bundle_data(data_dir, bundle, organization, allocation_id, latest, allow_shr
     `latest` is the storage's newest intact manifest (or None): data that matches it is not bundled
     (None is returned), and a snapshot that drops its projects is refused unless allow_shrink."""
     _require_data_dir(data_dir)
-    if latest is not None and matches(data_dir, latest):
+    if latest is not None and is_snapshot_of(data_dir, organization, latest, check_mode):
         return None
     projects = _projects(data_dir)
     if not allow_shrink:
@@ -414,6 +510,7 @@ def bundle_data(data_dir, bundle, organization, allocation_id, latest, allow_shr
     snapshot_id = _new_id()
     if check_mode:
         return {"id": snapshot_id, "projects": projects}
+    state = data_state(data_dir)
 
     def write(tar):
         files = {}
@@ -429,7 +526,9 @@ def bundle_data(data_dir, bundle, organization, allocation_id, latest, allow_shr
         _add_manifest(tar, manifest)
         return manifest
 
-    return _write_bundle(bundle, write)
+    manifest = _write_bundle(bundle, write)
+    remember(data_dir, organization, snapshot_id, state)
+    return manifest
 
 
 def bundle_snapshot(storage, organization, snapshot_id, bundle, check_mode):

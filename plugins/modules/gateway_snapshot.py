@@ -21,7 +21,17 @@ description:
     unloaded idle projects must not erase them) unless O(allow_shrink=true).
   - Refuses when O(allocation_id) is no longer the organization's live allocation (O(verify_allocation)).
   - Keeps the newest O(keep) intact snapshots; the new one always counts, so a good one always stays.
-  - When the data equals the latest snapshot, nothing is written (not changed).
+  - When the data equals the latest snapshot, nothing is written (not changed). Whenever it finds or
+    makes a snapshot equal to the data, it leaves a note beside the data directory
+    (C(.<name>.snapshot-state.json)): the organization, the snapshot id and what C(lstat) says of every
+    entry. Later pushes trust the note, and read no file, while the storage's newest intact snapshot
+    is still that id and no entry looks different (every write changes an entry's ctime); entries
+    changed less than two seconds before the note are always read. So a periodic push costs what
+    changed, not how much data there is.
+  - With O(allocations), it pushes many gateways' data on the storage host in one task (one pool
+    query and one transaction for their events); a failure (a full disk, a refused shrink, a stale
+    allocation) fails only its organization, the others are pushed, and the task fails at the end
+    naming each (RV(failed_organizations)).
   - A new snapshot is recorded as a C(snapshot.stored) event (its id, size and the ids pruned) when
     O(verify_allocation=true); the snapshot metrics read them. The event is written after the snapshot
     is durable, so a database failure at that point is a warning and the snapshot stays.
@@ -40,10 +50,34 @@ attributes:
   idempotent:
     details: A second push of unchanged data writes nothing.
 options:
-  allocation_id:
-    description: Allocation whose gateway holds the data; recorded in the manifest.
+  organization:
+    description:
+      - Organization whose data this is (a UUID, any case). Required unless O(allocations) is given.
     type: str
-    required: true
+  allocation_id:
+    description:
+      - Allocation whose gateway holds the data; recorded in the manifest. Required with O(organization).
+    type: str
+  allocations:
+    description:
+      - Many gateways' data on the host of O(storage_dir), pushed in one task. Each element names one
+        organization's live allocation and its gateway's data directory.
+      - Excludes O(organization), O(data_dir), O(bundle) and O(latest); requires O(storage_dir).
+    type: list
+    elements: dict
+    suboptions:
+      organization:
+        description: Organization whose data this is.
+        type: str
+        required: true
+      allocation_id:
+        description: Its live allocation.
+        type: str
+        required: true
+      data_dir:
+        description: The gateway's data directory.
+        type: path
+        required: true
   keep:
     description: Intact snapshots to keep per organization.
     type: int
@@ -103,12 +137,23 @@ EXAMPLES = r"""
     allocation_id: "{{ allocation.allocation_id }}"
   delegate_to: storage1
   when: bundled.bundle is not none
+
+- name: Push every live allocation's data on the storage host; only what changed is read
+  demiurge.gateway.gateway_snapshot:
+    allocations:
+      - organization: 0b5e9b7c-1a2b-4c3d-8e9f-001122334455
+        allocation_id: 5d0f6c1e-3b7a-4e51-9a55-0e6f1c2d3b4a
+        data_dir: /srv/demiurge/gateways/gw-001/data
+      - organization: 7c1d2e3f-4a5b-4c6d-8e7f-8899aabbccdd
+        allocation_id: 9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d
+        data_dir: /srv/demiurge/gateways/gw-002/data
+    storage_dir: /srv/demiurge/org-data
 """
 
 RETURN = r"""
 snapshot:
   description: Summary of the new (or unchanged latest) snapshot.
-  returned: always
+  returned: with O(organization)
   type: dict
   sample: {"id": "20261125T182000.123456Z", "allocation_id": "5d0f6c1e-3b7a-4e51-9a55-0e6f1c2d3b4a",
            "file_count": 101, "total_size": 52428800, "checksum": "9f2c...", "projects": ["p-001"], "intact": true}
@@ -118,11 +163,28 @@ bundle:
   type: str
   sample: /root/.ansible/tmp/ansible-local-4242xyz/0b5e9b7c-1a2b-4c3d-8e9f-001122334455.tar
 pruned:
-  description: Ids of snapshots removed to keep O(keep).
+  description:
+    - Ids of snapshots removed to keep O(keep); with O(allocations), a dict of such lists by organization
+      (the organizations that got a new snapshot).
   returned: when writing into storage
+  type: raw
+  sample: ["20261120T101500.000001Z"]
+snapshots:
+  description: With O(allocations), each pushed organization's new or unchanged latest snapshot, as RV(snapshot).
+  returned: with O(allocations)
+  type: dict
+  sample: {"0b5e9b7c-1a2b-4c3d-8e9f-001122334455": {"id": "20261125T182000.123456Z", "file_count": 101}}
+changed_organizations:
+  description: With O(allocations), the organizations that got a new snapshot.
+  returned: with O(allocations)
   type: list
   elements: str
-  sample: ["20261120T101500.000001Z"]
+  sample: ["0b5e9b7c-1a2b-4c3d-8e9f-001122334455"]
+failed_organizations:
+  description: With O(allocations), each organization whose push failed, with its cause; nothing was written for it.
+  returned: with O(allocations)
+  type: dict
+  sample: {"7c1d2e3f-4a5b-4c6d-8e7f-8899aabbccdd": "Snapshot of organization ... would drop projects ..."}
 """
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._data_sync import GATEWAY_SNAPSHOT

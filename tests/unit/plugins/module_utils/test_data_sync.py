@@ -2,10 +2,12 @@
 
 import json
 import os
+import shutil
+import time
 
 import pytest
 
-from ansible_collections.demiurge.gateway.plugins.module_utils import _data_sync
+from ansible_collections.demiurge.gateway.plugins.module_utils import _data_sync, _snapshot
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import Call
 from ansible_collections.demiurge.gateway.plugins.module_utils._snapshot import SnapshotError, list_snapshots
 
@@ -45,11 +47,17 @@ def pool(monkeypatch):
             if sql.startswith("INSERT INTO gateway_events"):
                 live.setdefault("events", []).append(args)
                 return self
+            if "ANY(" in sql:
+                self.asked = args[0]
+                return self
             assert args == (ORG,), "the canonical id is what the pool is asked about"
             return self
 
         def fetchone(self):
             return (live["id"],) if live["id"] else None
+
+        def fetchall(self):
+            return [(organization, live.get(organization, "alloc-" + organization[4:8])) for organization in self.asked]
 
     monkeypatch.setattr(_data_sync, "Transaction", Transaction)
     return live
@@ -94,3 +102,105 @@ def test_restore_refuses_a_damaged_newest_snapshot_through_the_module(gateway, t
 def test_check_mode_pushes_nothing(gateway):
     assert snapshot(gateway, check_mode=True)["changed"]
     assert list_snapshots(gateway["storage_dir"], ORG) == []
+
+
+def test_unchanged_data_is_not_read_again(gateway, monkeypatch):
+    """The note beside the data answers for it until something changes."""
+    monkeypatch.setattr(_snapshot, "_RACY_NS", 0)
+    assert snapshot(gateway)["changed"]
+    real = _snapshot.matches
+    monkeypatch.setattr(_snapshot, "matches", refuse_to_read)
+    assert not snapshot(gateway)["changed"]
+    time.sleep(0.02)  # past the file system's clock tick
+    with open(os.path.join(gateway["data_dir"], "state.json"), "r+") as handle:
+        handle.write('{"tokens": ["u"]}')  # same size, same names: only its ctime and mtime say so
+    monkeypatch.setattr(_snapshot, "matches", real)
+    assert snapshot(gateway)["changed"]
+
+
+def refuse_to_read(data_dir, manifest):
+    raise AssertionError("the data was read although nothing changed")
+
+
+@pytest.mark.parametrize("change", ["another organization", "another newest snapshot", "a new project", "a removed file"])
+def test_the_note_is_not_trusted_once_anything_differs(gateway, monkeypatch, change):
+    monkeypatch.setattr(_snapshot, "_RACY_NS", 0)
+    snapshot(gateway)
+    time.sleep(0.02)
+    if change == "another organization":
+        note = _snapshot._state_path(gateway["data_dir"])
+        body = json.load(open(note))
+        json.dump(dict(body, organization="1" + ORG[1:]), open(note, "w"))
+    elif change == "another newest snapshot":
+        note = _snapshot._state_path(gateway["data_dir"])
+        body = json.load(open(note))
+        json.dump(dict(body, snapshot="20200101T000000.000000Z"), open(note, "w"))
+    elif change == "a new project":
+        os.mkdir(os.path.join(gateway["data_dir"], "projects", "p-2"))
+        open(os.path.join(gateway["data_dir"], "projects", "p-2", "doc.yjs"), "wb").close()
+    else:
+        os.unlink(os.path.join(gateway["data_dir"], "projects", "p-1", "doc.yjs"))
+    read = []
+    real = _snapshot.matches
+    monkeypatch.setattr(_snapshot, "matches", lambda *args: read.append(1) or real(*args))
+    result = snapshot(gateway)
+    assert read, "the data was compared"
+    assert result["changed"] == (change in ("a new project", "a removed file"))
+
+
+def test_a_fresh_note_is_not_trusted(gateway, monkeypatch):
+    """Within _RACY_NS of the note a write may share its timestamps: the data is read."""
+    snapshot(gateway)
+    monkeypatch.setattr(_snapshot, "matches", refuse_to_read)
+    with pytest.raises(AssertionError, match="was read"):
+        snapshot(gateway)
+
+
+def test_check_mode_leaves_no_note(gateway):
+    snapshot(gateway, check_mode=True)
+    assert not os.path.exists(_snapshot._state_path(gateway["data_dir"]))
+
+
+def make_gateway(root, name, content):
+    data = root / name / "data"
+    (data / "projects" / "p-1").mkdir(parents=True)
+    (data / "projects" / "p-1" / "doc.yjs").write_bytes(content)
+    return str(data)
+
+
+def organization(number):
+    return "%08d-1a2b-4c3d-8e9f-001122334455" % number
+
+
+def test_a_batch_pushes_what_changed_and_fails_only_its_bad_members(tmp_path, pool):
+    storage = str(tmp_path / "storage")
+    allocations = [{"organization": organization(n), "allocation_id": "alloc-%04d" % n,
+                    "data_dir": make_gateway(tmp_path, "gw-%d" % n, b"v1-%d" % n)} for n in range(5)]
+    params = {"allocations": allocations, "storage_dir": storage, "keep": 5, "allow_shrink": False, "verify_allocation": True}
+    first = _data_sync.snapshot_body(Call(params, False, True, None))
+    assert first["changed_organizations"] == sorted(organization(n) for n in range(5))
+    assert len(pool["events"]) == 5, "one snapshot.stored event each"
+    # One gateway lost a project (refused), one organization moved on (stale), one changed.
+    shutil.rmtree(os.path.join(allocations[1]["data_dir"], "projects", "p-1"))
+    pool[organization(2)] = "alloc-moved"
+    with open(os.path.join(allocations[3]["data_dir"], "projects", "p-1", "doc.yjs"), "wb") as handle:
+        handle.write(b"v2")
+    with pytest.raises(SnapshotError, match="2 of 5 snapshots failed") as failed:
+        _data_sync.snapshot_body(Call(params, False, True, None))
+    details = failed.value.details
+    assert details["changed_organizations"] == [organization(3)]
+    assert sorted(details["failed_organizations"]) == [organization(1), organization(2)]
+    assert "would drop projects" in details["failed_organizations"][organization(1)]
+    assert "alloc-moved" in details["failed_organizations"][organization(2)]
+    assert len(list_snapshots(storage, organization(2))) == 1, "a stale gateway's data is not kept"
+    assert len(list_snapshots(storage, organization(3))) == 2
+    assert len(pool["events"]) == 6
+
+
+def test_a_batch_in_check_mode_writes_nothing(tmp_path):
+    storage = str(tmp_path / "storage")
+    allocations = [{"organization": organization(1), "allocation_id": "alloc-0001", "data_dir": make_gateway(tmp_path, "gw", b"x")}]
+    params = {"allocations": allocations, "storage_dir": storage, "keep": 5, "allow_shrink": False, "verify_allocation": True}
+    result = _data_sync.snapshot_body(Call(params, True, True, None))
+    assert result["changed_organizations"] == [organization(1)]
+    assert not os.path.exists(storage)

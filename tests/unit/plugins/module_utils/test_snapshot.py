@@ -84,7 +84,8 @@ def test_damaged_snapshot_is_refused_and_the_gateway_keeps_its_data(tmp_path, st
     with pytest.raises(SnapshotError, match=message):
         restore_snapshot(str(target), storage, ORG, None, False)
     assert tree(target) == before
-    assert not any(name.startswith(".") for name in os.listdir(tmp_path)), "no staging left behind"
+    assert not any(name.startswith(".") and not name.endswith(_snapshot.STATE_SUFFIX) for name in os.listdir(tmp_path)), \
+        "no staging left behind"
 
 
 def test_damaged_manifest_is_refused(tmp_path, storage):
