@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._data_sync import (
     GATEWAY_SNAPSHOT,
+    batch_allocations,
     batch_result,
     record_stored,
     require_live_allocation,
-    require_live_allocations,
 )
 from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import organization_id
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import GatewayError
@@ -30,7 +30,7 @@ class ActionModule(LocalFirstAction):
         host_args["verify_allocation"] = False
         if not params["verify_allocation"]:
             return super()._run_on_host(host_args, task_vars)
-        if params.get("allocations") is not None:
+        if params.get("allocations") is not None or params.get("live_allocations"):
             return self._run_many_on_host(params, host_args, task_vars)
         organization = organization_id(params["organization"])
         warnings = []
@@ -46,25 +46,25 @@ class ActionModule(LocalFirstAction):
         return result
 
     def _run_many_on_host(self, params, host_args, task_vars):
-        allocations = [(organization_id(item["organization"]), item["allocation_id"]) for item in params["allocations"]]
+        """The pool's part here (which allocations, their events), the files' part on the host."""
         try:
-            refused = require_live_allocations(params, allocations)
+            allocations, refused, elsewhere = batch_allocations(params)
         except GatewayError as exc:
             return failure(exc)
-        host_args["allocations"] = [item for item in params["allocations"] if organization_id(item["organization"]) not in refused]
-        result = super()._run_on_host(host_args, task_vars) if host_args["allocations"] else {"changed": False}
+        for key in ("live_allocations", "host"):
+            host_args.pop(key, None)
+        host_args["allocations"] = allocations
+        result = super()._run_on_host(host_args, task_vars) if allocations else {"changed": False}
         if "changed_organizations" not in result and result.get("failed"):
             return result  # the module did not run (the host, the interpreter)
-        results = {organization: {"snapshot": snapshot, "pruned": result.get("pruned", {}).get(organization, []),
-                                  "changed": organization in result.get("changed_organizations", ())}
-                   for organization, snapshot in result.get("snapshots", {}).items()}
+        pushed = {o: {"snapshot": result["snapshots"][o], "pruned": result["pruned"][o]} for o in result.get("changed_organizations", ())}
         warnings = list(result.get("warnings", ()))
         if not self._task.check_mode:
-            record_stored(params, [(o, a, results[o]) for o, a in allocations if o in results and results[o]["changed"]],
-                          warnings.append)
-        failed = dict(result.get("failed_organizations", {}), **refused)
+            ids = dict((organization_id(item["organization"]), item["allocation_id"]) for item in allocations)
+            record_stored(params, [(o, ids[o], pushed[o]) for o in sorted(pushed)], warnings.append)
         try:
-            merged = batch_result(params, results, failed)
+            merged = batch_result(pushed, result.get("unchanged", 0), dict(result.get("failed_organizations", {}), **refused),
+                                  **({} if elsewhere is None else {"elsewhere": elsewhere}))
         except GatewayError as exc:
             merged = failure(exc)
         merged["diff"] = result.get("diff", merged.get("diff"))

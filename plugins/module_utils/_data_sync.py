@@ -19,7 +19,7 @@ import os
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import organization_id
 from ansible_collections.demiurge.gateway.plugins.module_utils._journal import journal_argument_spec
-from ansible_collections.demiurge.gateway.plugins.module_utils._module import ModuleDef
+from ansible_collections.demiurge.gateway.plugins.module_utils._module import ModuleDef, os_error
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_db import pool_db_argument_spec
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import DatabaseError, GatewayError, InvalidInputError
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_ops import Transaction, event
@@ -96,8 +96,11 @@ def bundle_flow(params, source):
 
 def snapshot_body(call):
     params = call.params
-    if params.get("allocations") is not None:
+    if params.get("allocations") is not None or params.get("live_allocations"):
         return snapshot_many_body(call)
+    if not params.get("organization"):
+        raise InvalidInputError("gateway_snapshot needs organization, allocations or live_allocations=true",
+                                hint="Name the organization, or give many")
     organization = organization_id(params["organization"])
     _one_move(params, "gateway_snapshot")
     if params["verify_allocation"]:
@@ -135,46 +138,77 @@ def require_live_allocations(params, allocations):
             for organization, allocation_id in allocations if live.get(organization) != allocation_id}
 
 
-def push_many(params, check_mode, refused=None):
-    """push_one for each of params["allocations"]; one organization's failure (a full disk, a
-    refused shrink) is its own. Returns (results by organization, failures by organization)."""
-    results, failed = {}, dict(refused or {})
-    for item in params["allocations"]:
+def live_allocations_on(params, host):
+    """The pool's active allocations, read once: (those whose gateway's data is on `host`, the others
+    with their host, the organizations whose gateway names no data directory)."""
+    with Transaction(params, True) as conn:
+        rows = conn.execute(
+            "SELECT og.organization_id, og.id, g.name, g.metadata->>'data_dir', coalesce(g.metadata->>'host', 'localhost') "
+            "FROM organizations_gateways og JOIN gateways g ON g.id = og.gateway_id "
+            "WHERE og.stopped_at IS NULL AND og.status = 'active' ORDER BY og.started_at").fetchall()
+    here, elsewhere, refused = [], [], {}
+    for organization, allocation_id, gateway, data_dir, where in rows:
+        item = {"organization": str(organization), "allocation_id": str(allocation_id), "data_dir": data_dir}
+        if not data_dir:
+            refused[str(organization)] = ("Gateway %s has no data_dir in its pool metadata, so its data cannot be found; "
+                                          "register it with one (pool_gateway metadata)" % gateway)
+        elif where == host:
+            here.append(item)
+        else:
+            elsewhere.append(dict(item, host=where))
+    return here, elsewhere, refused
+
+
+def push_many(params, allocations, check_mode):
+    """push_one for each allocation; one organization's failure (a full disk, a refused shrink) is
+    its own. Returns (results of those that got a new snapshot, how many were unchanged, failures)."""
+    pushed, unchanged, failed = {}, 0, {}
+    for item in allocations:
         organization = organization_id(item["organization"])
-        if organization in failed:
-            continue
         try:
-            results[organization] = push_one(params, organization, item["data_dir"], item["allocation_id"], check_mode)
+            result = push_one(params, organization, item["data_dir"], item["allocation_id"], check_mode)
         except (GatewayError, OSError) as exc:
-            failed[organization] = str(exc)
-    return results, failed
+            failed[organization] = str(exc if isinstance(exc, GatewayError) else os_error(exc))
+            continue
+        if result["changed"]:
+            pushed[organization] = result
+        else:
+            unchanged += 1
+    return pushed, unchanged, failed
 
 
-def batch_result(params, results, failed):
+def batch_result(pushed, unchanged, failed, **extra):
     """The task's result for a batch; raises naming every failed organization, with the rest of the result."""
-    changed = sorted(organization for organization, result in results.items() if result["changed"])
-    result = {
-        "changed": bool(changed), "changed_organizations": changed, "failed_organizations": failed,
-        "snapshots": {organization: result["snapshot"] for organization, result in results.items()},
-        "pruned": {organization: results[organization]["pruned"] for organization in changed},
-        "diff": {"before": {"latest": {o: results[o].get("diff", {}).get("before", {}).get("latest") for o in changed}},
-                 "after": {"latest": {o: results[o]["snapshot"]["id"] for o in changed}}},
-    }
+    changed = sorted(pushed)
+    result = dict(extra, changed=bool(changed), changed_organizations=changed, unchanged=unchanged, failed_organizations=failed,
+                  snapshots={o: pushed[o]["snapshot"] for o in changed}, pruned={o: pushed[o]["pruned"] for o in changed},
+                  diff={"before": {"latest": {o: pushed[o].get("diff", {}).get("before", {}).get("latest") for o in changed}},
+                        "after": {"latest": {o: pushed[o]["snapshot"]["id"] for o in changed}}})
     if failed:
         raise SnapshotError("%d of %d snapshots failed, the others were pushed: %s" % (
-            len(failed), len(params["allocations"]), "; ".join("%s: %s" % item for item in sorted(failed.items()))),
+            len(failed), len(changed) + unchanged + len(failed), "; ".join("%s: %s" % item for item in sorted(failed.items()))),
             hint="Fix each cause named, then run again", **result)
     return result
 
 
-def snapshot_many_body(call):
-    params = call.params
+def batch_allocations(params):
+    """(allocations to push, refused ones with why, live allocations on other hosts or None)."""
+    if params.get("live_allocations"):
+        here, elsewhere, refused = live_allocations_on(params, params["host"])
+        return here, refused, elsewhere
     allocations = [(organization_id(item["organization"]), item["allocation_id"]) for item in params["allocations"]]
     refused = require_live_allocations(params, allocations) if params["verify_allocation"] else {}
-    results, failed = push_many(params, call.check_mode, refused)
+    return [item for item in params["allocations"] if organization_id(item["organization"]) not in refused], refused, None
+
+
+def snapshot_many_body(call):
+    params = call.params
+    allocations, refused, elsewhere = batch_allocations(params)
+    pushed, unchanged, failed = push_many(params, allocations, call.check_mode)
     if params["verify_allocation"] and not call.check_mode:
-        record_stored(params, [(o, a, results[o]) for o, a in allocations if o in results and results[o]["changed"]], call.warn)
-    return batch_result(params, results, failed)
+        ids = dict((organization_id(item["organization"]), item["allocation_id"]) for item in allocations)
+        record_stored(params, [(o, ids[o], pushed[o]) for o in sorted(pushed)], call.warn)
+    return batch_result(pushed, unchanged, dict(failed, **refused), **({} if elsewhere is None else {"elsewhere": elsewhere}))
 
 
 def _stored(manifest, pruned, previous):
@@ -229,6 +263,8 @@ def snapshot_argument_spec():
     spec["organization"] = {"type": "str"}
     spec.update(
         allocation_id={"type": "str"},
+        live_allocations={"type": "bool"},
+        host={"type": "str"},
         allocations={"type": "list", "elements": "dict", "options": {
             "organization": {"type": "str", "required": True},
             "allocation_id": {"type": "str", "required": True},
@@ -243,12 +279,15 @@ def snapshot_argument_spec():
 
 
 # One organization (organization, allocation_id and two places), or many on the storage host
-# (allocations and storage_dir).
+# (allocations, or live_allocations and host, with storage_dir).
 _SNAPSHOT_RULES = {
-    "required_one_of": [["data_dir", "bundle", "allocations"], ["storage_dir", "bundle"], ["organization", "allocations"]],
+    "required_one_of": [["data_dir", "bundle", "allocations", "live_allocations"], ["storage_dir", "bundle"],
+                        ["organization", "allocations", "live_allocations"]],
     "required_together": [["organization", "allocation_id"]],
-    "mutually_exclusive": [["allocations", key] for key in ("organization", "data_dir", "bundle", "latest")],
+    "mutually_exclusive": [[many, key] for many in ("allocations", "live_allocations")
+                           for key in ("organization", "data_dir", "bundle", "latest")] + [["allocations", "live_allocations"]],
     "required_by": {"allocations": "storage_dir"},
+    "required_if": [("live_allocations", True, ["host", "storage_dir"])],
 }
 
 

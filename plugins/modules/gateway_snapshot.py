@@ -23,7 +23,7 @@ description:
   - Keeps the newest O(keep) intact snapshots; the new one always counts, so a good one always stays.
   - When the data equals the latest snapshot, nothing is written (not changed). Whenever it finds or
     makes a snapshot equal to the data, it leaves a note beside the data directory
-    (C(.<name>.snapshot-state.json)): the organization, the snapshot id and what C(lstat) says of every
+    (C(.<name>.snapshot-state.json)) with the organization, the snapshot id and what C(lstat) says of every
     entry. Later pushes trust the note, and read no file, while the storage's newest intact snapshot
     is still that id and no entry looks different (every write changes an entry's ctime); entries
     changed less than two seconds before the note are always read. So a periodic push costs what
@@ -32,6 +32,9 @@ description:
     query and one transaction for their events); a failure (a full disk, a refused shrink, a stale
     allocation) fails only its organization, the others are pushed, and the task fails at the end
     naming each (RV(failed_organizations)).
+  - With O(live_allocations=true), the allocations are the pool's active ones whose gateway's data is
+    on O(host), read at the start; the others come back in RV(elsewhere), for the tasks that bundle
+    their data on their own hosts (M(demiurge.gateway.data_sync) does so).
   - A new snapshot is recorded as a C(snapshot.stored) event (its id, size and the ids pruned) when
     O(verify_allocation=true); the snapshot metrics read them. The event is written after the snapshot
     is durable, so a database failure at that point is a warning and the snapshot stays.
@@ -52,17 +55,29 @@ attributes:
 options:
   organization:
     description:
-      - Organization whose data this is (a UUID, any case). Required unless O(allocations) is given.
+      - Organization whose data this is (a UUID, any case). Required unless O(allocations) or O(live_allocations) is given.
     type: str
+    required: false
   allocation_id:
     description:
       - Allocation whose gateway holds the data; recorded in the manifest. Required with O(organization).
+    type: str
+  live_allocations:
+    description:
+      - Push every active allocation in the pool whose gateway's pool metadata names O(host) (C(host);
+        a gateway without one is on C(localhost)). Requires O(host) and O(storage_dir).
+      - A gateway whose metadata names no C(data_dir) fails its organization.
+    type: bool
+  host:
+    description:
+      - With O(live_allocations), the inventory name of the host the task runs on, as the gateways'
+        pool metadata names hosts.
     type: str
   allocations:
     description:
       - Many gateways' data on the host of O(storage_dir), pushed in one task. Each element names one
         organization's live allocation and its gateway's data directory.
-      - Excludes O(organization), O(data_dir), O(bundle) and O(latest); requires O(storage_dir).
+      - Excludes O(organization), O(data_dir), O(bundle), O(latest) and O(live_allocations); requires O(storage_dir).
     type: list
     elements: dict
     suboptions:
@@ -148,6 +163,14 @@ EXAMPLES = r"""
         allocation_id: 9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d
         data_dir: /srv/demiurge/gateways/gw-002/data
     storage_dir: /srv/demiurge/org-data
+
+- name: Push every active allocation whose gateway is on storage1; the others are listed
+  demiurge.gateway.gateway_snapshot:
+    live_allocations: true
+    host: storage1
+    storage_dir: /srv/demiurge/org-data
+  delegate_to: storage1
+  register: pushed
 """
 
 RETURN = r"""
@@ -170,21 +193,46 @@ pruned:
   type: raw
   sample: ["20261120T101500.000001Z"]
 snapshots:
-  description: With O(allocations), each pushed organization's new or unchanged latest snapshot, as RV(snapshot).
-  returned: with O(allocations)
+  description: With many, each new snapshot by organization, as RV(snapshot).
+  returned: with O(allocations) or O(live_allocations)
   type: dict
   sample: {"0b5e9b7c-1a2b-4c3d-8e9f-001122334455": {"id": "20261125T182000.123456Z", "file_count": 101}}
 changed_organizations:
-  description: With O(allocations), the organizations that got a new snapshot.
-  returned: with O(allocations)
+  description: With many, the organizations that got a new snapshot.
+  returned: with O(allocations) or O(live_allocations)
   type: list
   elements: str
   sample: ["0b5e9b7c-1a2b-4c3d-8e9f-001122334455"]
+unchanged:
+  description: With many, how many organizations' data equalled their newest snapshot.
+  returned: with O(allocations) or O(live_allocations)
+  type: int
+  sample: 9900
 failed_organizations:
-  description: With O(allocations), each organization whose push failed, with its cause; nothing was written for it.
-  returned: with O(allocations)
+  description: With many, each organization whose push failed, with its cause; nothing was written for it.
+  returned: with O(allocations) or O(live_allocations)
   type: dict
   sample: {"7c1d2e3f-4a5b-4c6d-8e7f-8899aabbccdd": "Snapshot of organization ... would drop projects ..."}
+elsewhere:
+  description: With O(live_allocations), the active allocations whose gateway is on another host than O(host).
+  returned: with O(live_allocations)
+  type: list
+  elements: dict
+  contains:
+    organization:
+      description: The organization.
+      type: str
+    allocation_id:
+      description: Its live allocation.
+      type: str
+    data_dir:
+      description: Its gateway's data directory, on RV(elsewhere[].host).
+      type: str
+    host:
+      description: The host its gateway's pool metadata names.
+      type: str
+  sample: [{"organization": "0b5e9b7c-1a2b-4c3d-8e9f-001122334455", "allocation_id": "5d0f6c1e-3b7a-4e51-9a55-0e6f1c2d3b4a",
+            "data_dir": "/srv/demiurge/gateways/gw-001/data", "host": "gwhost1"}]
 """
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._data_sync import GATEWAY_SNAPSHOT

@@ -43,7 +43,10 @@ def pool(monkeypatch):
         def __exit__(self, *exc):
             return False
 
-        def execute(self, sql, args):
+        def execute(self, sql, args=None):
+            if "og.status = 'active'" in sql:
+                self.rows = live["active"]
+                return self
             if sql.startswith("INSERT INTO gateway_events"):
                 live.setdefault("events", []).append(args)
                 return self
@@ -57,6 +60,8 @@ def pool(monkeypatch):
             return (live["id"],) if live["id"] else None
 
         def fetchall(self):
+            if hasattr(self, "rows"):
+                return self.rows
             return [(organization, live.get(organization, "alloc-" + organization[4:8])) for organization in self.asked]
 
     monkeypatch.setattr(_data_sync, "Transaction", Transaction)
@@ -195,6 +200,24 @@ def test_a_batch_pushes_what_changed_and_fails_only_its_bad_members(tmp_path, po
     assert len(list_snapshots(storage, organization(2))) == 1, "a stale gateway's data is not kept"
     assert len(list_snapshots(storage, organization(3))) == 2
     assert len(pool["events"]) == 6
+    assert details["unchanged"] == 2 and list(details["snapshots"]) == [organization(3)]
+
+
+def test_live_allocations_are_read_from_the_pool_and_split_by_host(tmp_path, pool):
+    storage = str(tmp_path / "storage")
+    pool["active"] = [(organization(1), "alloc-0001", "gw-1", make_gateway(tmp_path, "gw-1", b"a"), "localhost"),
+                      (organization(2), "alloc-0002", "gw-2", "/srv/gw-2/data", "gwhost1"),
+                      (organization(3), "alloc-0003", "gw-3", None, "localhost")]
+    params = {"live_allocations": True, "host": "localhost", "storage_dir": storage, "keep": 5, "allow_shrink": False,
+              "verify_allocation": True}
+    with pytest.raises(SnapshotError, match="1 of 2 snapshots failed") as failed:
+        _data_sync.snapshot_body(Call(params, False, True, None))
+    details = failed.value.details
+    assert details["changed_organizations"] == [organization(1)]
+    assert "gw-3 has no data_dir" in details["failed_organizations"][organization(3)]
+    assert details["elsewhere"] == [{"organization": organization(2), "allocation_id": "alloc-0002",
+                                     "data_dir": "/srv/gw-2/data", "host": "gwhost1"}]
+    assert len(pool["events"]) == 1, "the one new snapshot's event"
 
 
 def test_a_batch_in_check_mode_writes_nothing(tmp_path):
