@@ -34,7 +34,7 @@ def fill(params, history):
     with psycopg.connect(**connection(params)) as conn:
         conn.execute("ALTER TABLE gateway_events DISABLE TRIGGER gateway_events_notify")
         conn.execute("INSERT INTO gateways (name, api_url, nginx_upstream, status, ready_at) SELECT 'gw-' || i, "
-                     "'http://10.0.0.1:' || (20000 + i %% 10000), '10.0.0.1:' || (20000 + i %% 10000), "
+                     "'http://10.0.0.1:' || (20000 + i % 10000), '10.0.0.1:' || (20000 + i % 10000), "
                      "CASE WHEN i <= 5000 THEN 'allocated' ELSE 'ready' END, now() FROM generate_series(1, 10000) i")
         conn.execute("INSERT INTO organizations_gateways (organization_id, gateway_id, status, activated_at) "
                      "SELECT gen_random_uuid(), id, 'active', now() FROM gateways WHERE status = 'allocated'")
@@ -43,7 +43,7 @@ def fill(params, history):
             conn.execute("INSERT INTO organizations_gateways (organization_id, gateway_id, status, started_at, activated_at, "
                          "stopped_at, stop_reason) SELECT gen_random_uuid(), g.id, 'released', now() - make_interval(mins => i), "
                          "now() - make_interval(mins => i), now() - make_interval(mins => i) + interval '30 seconds', 'released' "
-                         "FROM generate_series(1, 100000) i JOIN g ON g.n = 1 + i %% 10000")
+                         "FROM generate_series(1, 100000) i JOIN g ON g.n = 1 + i % 10000")
             conn.execute("INSERT INTO allocation_steps (allocation_id, step, host, state, updated_at) "
                          "SELECT og.id, s, '', 'done', og.started_at FROM organizations_gateways og, "
                          "unnest(ARRAY['dns', 'route', 'restore', 'handshake']) s WHERE og.stopped_at IS NOT NULL")
