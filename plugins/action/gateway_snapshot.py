@@ -11,6 +11,7 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._data_sync import
     GATEWAY_SNAPSHOT,
     batch_allocations,
     batch_result,
+    ended_during_push,
     record_stored,
     require_live_allocation,
 )
@@ -59,11 +60,23 @@ class ActionModule(LocalFirstAction):
             return result  # the module did not run (the host, the interpreter)
         pushed = {o: {"snapshot": result["snapshots"][o], "pruned": result["pruned"][o]} for o in result.get("changed_organizations", ())}
         warnings = list(result.get("warnings", ()))
+        failed = dict(result.get("failed_organizations", {}), **refused)
         if not self._task.check_mode:
             ids = dict((organization_id(item["organization"]), item["allocation_id"]) for item in allocations)
+            try:
+                ended = ended_during_push(params, [(o, ids[o]) for o in pushed])
+            except GatewayError as exc:
+                return failure(exc)
+            for organization in ended:
+                failed[organization] = (
+                    "The allocation ended while its data was copied, so snapshot %s may hold another organization's data: "
+                    "delete %s/%s/%s on %s before the organization's next allocation (the release pushed its own)"
+                    % (pushed[organization]["snapshot"]["id"], params["storage_dir"], organization,
+                       pushed[organization]["snapshot"]["id"], self._task.delegate_to or task_vars.get("inventory_hostname")))
+                del pushed[organization]
             record_stored(params, [(o, ids[o], pushed[o]) for o in sorted(pushed)], warnings.append)
         try:
-            merged = batch_result(pushed, result.get("unchanged", 0), dict(result.get("failed_organizations", {}), **refused),
+            merged = batch_result(pushed, result.get("unchanged", 0), failed,
                                   **({} if elsewhere is None else {"elsewhere": elsewhere}))
         except GatewayError as exc:
             merged = failure(exc)

@@ -16,6 +16,7 @@ goes.
 from __future__ import annotations
 
 import os
+import shutil
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import organization_id
 from ansible_collections.demiurge.gateway.plugins.module_utils._journal import journal_argument_spec
@@ -31,6 +32,7 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._snapshot import 
     latest_intact,
     list_snapshots,
     matches,
+    org_dir,
     newest,
     restore_bundle,
     restore_snapshot,
@@ -111,6 +113,8 @@ def snapshot_body(call):
         return _bundle_in(call, organization)
     result = push_one(params, organization, params["data_dir"], params["allocation_id"], call.check_mode)
     if result["changed"] and params["verify_allocation"] and not call.check_mode:
+        if ended_during_push(params, [(organization, params["allocation_id"])]):
+            raise SnapshotError(discard(params, organization, result))
         record_stored(params, [(organization, params["allocation_id"], result)], call.warn)
     return result
 
@@ -159,6 +163,19 @@ def live_allocations_on(params, host):
     return here, elsewhere, refused
 
 
+def ended_during_push(params, allocations):
+    """Of [(organization, allocation id)] just pushed, those whose allocation is no longer live. Their
+    gateway may have been wiped and handed to another organization while the copy ran, so what was
+    stored must not be restored to them: checked after the copy, this leaves no such window."""
+    return require_live_allocations(params, allocations) if allocations else {}
+
+
+def discard(params, organization, result):
+    shutil.rmtree(os.path.join(org_dir(params["storage_dir"], organization), result["snapshot"]["id"]), ignore_errors=True)
+    return ("The allocation ended while its data was copied, so snapshot %s may hold another organization's data: "
+            "it was discarded (the release pushed its own)" % result["snapshot"]["id"])
+
+
 def push_many(params, allocations, check_mode):
     """push_one for each allocation; one organization's failure (a full disk, a refused shrink) is
     its own. Returns (results of those that got a new snapshot, how many were unchanged, failures)."""
@@ -167,6 +184,10 @@ def push_many(params, allocations, check_mode):
         organization = organization_id(item["organization"])
         try:
             result = push_one(params, organization, item["data_dir"], item["allocation_id"], check_mode)
+            if result["changed"] and params["verify_allocation"] and not check_mode \
+                    and ended_during_push(params, [(organization, item["allocation_id"])]):
+                failed[organization] = discard(params, organization, result)
+                continue
         except (GatewayError, OSError) as exc:
             failed[organization] = str(exc if isinstance(exc, GatewayError) else os_error(exc))
             continue

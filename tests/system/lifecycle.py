@@ -1,6 +1,7 @@
 """Running the life-cycle playbooks from tests: through ansible-runner (as AWX does), or as a process
 tree that a test kills at a chosen moment, and waiting on the pool instead of sleeping."""
 
+import json
 import os
 import re
 import signal
@@ -33,7 +34,7 @@ def runner_env(**extra):
 INVENTORY = [str(REPO / "inventories/local")]
 
 
-def run(playbook, organization=None, check=False, **extravars):
+def run(playbook, organization=None, check=False, forks=None, **extravars):
     """(rc, set_stats data, stdout) of one playbook run through ansible-runner."""
     if organization is not None:
         extravars["organization_id"] = str(organization)
@@ -48,7 +49,7 @@ def run(playbook, organization=None, check=False, **extravars):
         result = ansible_runner.run(private_data_dir=tmp, playbook="demiurge.gateway.%s" % playbook, quiet=True,
                                     project_dir=str(REPO), inventory=list(INVENTORY),
                                     extravars=extravars, envvars=runner_env(), event_handler=on_event,
-                                    cmdline="--check --diff" if check else None)
+                                    cmdline="--check --diff" if check else None, forks=forks)
         return result.rc, stats, result.stdout.read()
 
 
@@ -121,7 +122,7 @@ def run_and_kill(playbook, task_name, offset, organization=None, **extravars):
     if organization is not None:
         argv += ["-e", "organization_id=%s" % organization]
     for key, value in extravars.items():
-        argv += ["-e", "%s=%s" % (key, value)]
+        argv += ["-e", "%s=%s" % (key, value) if isinstance(value, (str, int, float)) else json.dumps({key: value})]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ, **runner_env(ANSIBLE_FORCE_COLOR="0")))
     lines, killed = [], threading.Event()

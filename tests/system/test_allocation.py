@@ -15,7 +15,7 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._paths import sta
 from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_client import PdnsClient
 from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_rrset import ensure_rrsets
 from invariants import db
-from lifecycle import DOMAIN, ENV, ansible_playbook, gateway_data_dir, live, read_tree, run, write_org_data
+from lifecycle import DOMAIN, ENV, ansible_playbook, gateway_data_dir, live, plain, read_tree, run, write_org_data
 
 pytestmark = pytest.mark.usefixtures("invariants_hold")
 
@@ -341,3 +341,42 @@ def test_without_an_inventory_the_first_task_says_what_is_missing(tmp_path):
     assert "demiurge_zone is not set" in out and "plugin: demiurge.gateway.local_stack" in out, out[-3000:]
     assert "docs/howto-inventory.md" in out
     assert stats() == before
+
+
+def foreign_route(organization, owner):
+    """A route for organization on the edge, owned by another allocation."""
+    def run_command(argv):
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    ensure_route({"config_root": state_path(ENV, "nginx"), "config_file": None, "organization": str(organization),
+                  "domain": DOMAIN, "upstream": "127.0.0.1:%d" % (int(os.environ["DEMIURGE_TEST_PORT_BASE"]) + 501),
+                  "state": "present", "owner": owner, "force": False,
+                  "listen_url": "http://127.0.0.1:%s" % os.environ["DEMIURGE_TEST_HTTP_PORT"], "nginx_binary": "/usr/sbin/nginx",
+                  "reload_timeout": 10.0, "lock_timeout": 30.0}, False, run_command, print)
+
+
+def test_a_batch_rolls_back_only_the_organization_that_failed(witness):
+    """allocate.yml and release.yml with organization_ids: each organization's steps and rollback
+    are its own, and the result of each is published."""
+    good, bad, baseline = [uuid.uuid4() for dummy in range(4)], uuid.uuid4(), stats()
+    # Another allocation owns bad's route: its route step fails after its names were published.
+    foreign_route(bad, str(uuid.uuid4()))
+    rc, data, out = run("allocate", organization_ids=[str(o) for o in good + [bad]], forks=5)
+    try:
+        assert rc != 0, out[-3000:]
+        published = data["gateway_allocations"]
+        assert published[str(bad)]["failed"] and "step 'route'" in published[str(bad)]["cause"], published
+        assert "Allocation for organization %s was rolled back" % bad in plain(out)
+        assert live(bad) is None and dns_status(bad) == "NXDOMAIN", "bad's claim and names are undone"
+        served = {through_edge(o)[1] for o in good}
+        assert {published[str(o)]["gateway"] for o in good} == served and len(served) == len(good)
+        assert all(live(o)[2] == "active" and dns_status(o) == "NOERROR" for o in good)
+        assert stats()["live"] == baseline["live"] + len(good)
+    finally:
+        rc, data, out = run("release", organization_ids=[str(o) for o in good], forks=5)
+    assert rc == 0, out[-3000:]
+    for organization in good:
+        assert_nothing_left(organization, baseline)
+    rc, dummy, out = run("reconcile")  # the foreign route is an orphan
+    assert rc == 0 and through_edge(bad)[0] == 404, out[-3000:]

@@ -112,6 +112,23 @@ def test_release_killed_anywhere_is_repaired(data_org, task, offset):
     assert newest_projects(data_org) == set(PROJECTS), "the release's snapshot holds every project"
 
 
+@kill_matrix
+@pytest.mark.parametrize("task", ["Publish the organization's names", "Route the organization on every edge",
+                                  "Hand the gateway to the organization"])
+def test_a_batch_killed_anywhere_is_repaired(task):
+    """Three organizations in one run, all of them somewhere in their steps when the run dies."""
+    organizations = [str(uuid.uuid4()) for dummy in range(3)]
+    rc, out = run_and_kill("allocate", task, 0.1, organization_ids=organizations, allocation_lease_seconds=1)
+    assert rc in (0, -signal.SIGKILL), out[-3000:]
+    reconcile_twice()
+    assert not invariants.check(settled=True)
+    for organization in organizations:
+        row = live(organization)
+        assert row is None or row[2] == "active", "each one fully served or fully gone"
+        if row is not None:
+            assert run("release", organization)[0] == 0
+
+
 @contextmanager
 def failing_handshakes():
     flags = [Path(state_path(ENV, "gateways", "gw-%03d" % n, "fail-handshake"))

@@ -62,7 +62,9 @@ def pool(monkeypatch):
         def fetchall(self):
             if hasattr(self, "rows"):
                 return self.rows
-            return [(organization, live.get(organization, "alloc-" + organization[4:8])) for organization in self.asked]
+            answers = [(organization, live.get(organization, live["id"] if organization == ORG else "alloc-" + organization[4:8]))
+                       for organization in self.asked]
+            return [(organization, answer) for organization, answer in answers if answer]
 
     monkeypatch.setattr(_data_sync, "Transaction", Transaction)
     return live
@@ -227,3 +229,41 @@ def test_a_batch_in_check_mode_writes_nothing(tmp_path):
     result = _data_sync.snapshot_body(Call(params, True, True, None))
     assert result["changed_organizations"] == [organization(1)]
     assert not os.path.exists(storage)
+
+
+def test_a_snapshot_taken_while_the_allocation_ended_is_discarded(tmp_path, pool, monkeypatch):
+    """The gateway may have been wiped and handed on while its data was copied: what was copied
+    must never be restored to the organization."""
+    storage = str(tmp_path / "storage")
+    allocations = [{"organization": organization(n), "allocation_id": "alloc-%04d" % n,
+                    "data_dir": make_gateway(tmp_path, "gw-%d" % n, b"v1-%d" % n)} for n in range(3)]
+    real = _data_sync.take_snapshot
+
+    def released_meanwhile(data_dir, storage_dir, org, *args):
+        taken = real(data_dir, storage_dir, org, *args)
+        if org == organization(1):
+            pool[org] = "alloc-next"
+        return taken
+
+    monkeypatch.setattr(_data_sync, "take_snapshot", released_meanwhile)
+    params = {"allocations": allocations, "storage_dir": storage, "keep": 5, "allow_shrink": False, "verify_allocation": True}
+    with pytest.raises(SnapshotError, match="1 of 3 snapshots failed") as failed:
+        _data_sync.snapshot_body(Call(params, False, True, None))
+    assert "ended while its data was copied" in failed.value.details["failed_organizations"][organization(1)]
+    assert list_snapshots(storage, organization(1)) == [], "nothing of it is kept"
+    assert all(len(list_snapshots(storage, organization(n))) == 1 for n in (0, 2))
+    assert len(pool["events"]) == 2
+
+
+def test_one_push_while_the_allocation_ended_keeps_nothing(gateway, pool, monkeypatch):
+    real = _data_sync.take_snapshot
+
+    def released_meanwhile(*args):
+        taken = real(*args)
+        pool["id"] = "alloc-2"
+        return taken
+
+    monkeypatch.setattr(_data_sync, "take_snapshot", released_meanwhile)
+    with pytest.raises(SnapshotError, match="ended while its data was copied"):
+        snapshot(gateway)
+    assert list_snapshots(gateway["storage_dir"], ORG) == [] and "events" not in pool
