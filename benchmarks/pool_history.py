@@ -9,7 +9,8 @@ Both pools have 10,000 gateways, 5,000 of them held by live allocations. Each cy
 gateway for a new organization, activates the allocation, takes the release's lease and ends it
 (the gateway goes back to ready), calling the pool's own routines as the modules do; between
 cycles it runs pool_info as reconcile.yml and the status job call it (the counts, expired leases,
-stale resets) and for one organization. Each figure is the median over --cycles, in milliseconds,
+stale resets) and for one organization. The two pools take turns, cycle by cycle, so the fill's
+checkpoints and autovacuum weigh on both alike. Each figure is the median over --cycles, in milliseconds,
 and the ratio of the pool with history to the one without (1.0: independent of history).
 """
 
@@ -69,25 +70,33 @@ def timed(timings, name, work):
     return result
 
 
-def cycles(params, count):
+def cycles(pools, count):
+    """Claim, activate, read and release `count` times in each pool, alternating between them
+    cycle by cycle, so that whatever else the machine does (the fill's checkpoints, autovacuum)
+    weighs on both alike. Return, per pool, the median of each operation."""
+    timings = [{} for dummy in pools]
+    for dummy in range(count):
+        for params, pool_timings in zip(pools, timings):
+            one_cycle(params, pool_timings)
+    return [{name: statistics.median(values) for name, values in pool_timings.items()} for pool_timings in timings]
+
+
+def one_cycle(params, timings):
     base = dict(params, connect_timeout=5, lease_seconds=600, lease_holder="bench", allocation_id=None, wait_seconds=0.0,
                 reason="released", gateway_status="ready", gateway_reason=None)
     info = dict(params, connect_timeout=5, organization=None, gateways=False, allocations=False, stale_seconds=600)
-    timings = {}
-    for dummy in range(count):
-        organization = str(uuid.uuid4())
+    organization = str(uuid.uuid4())
 
-        def allocation(state):
-            return _pool_ops.ensure_allocation(Call(dict(base, organization=organization, state=state), False, False, None))
+    def allocation(state):
+        return _pool_ops.ensure_allocation(Call(dict(base, organization=organization, state=state), False, False, None))
 
-        timed(timings, "claim", lambda: allocation("present"))
-        timed(timings, "activate", lambda: allocation("active"))
-        timed(timings, "pool_info", lambda: _pool_ops.pool_info(Call(info, False, False, None)))
-        timed(timings, "pool_info_organization",
-              lambda: _pool_ops.pool_info(Call(dict(info, organization=organization), False, False, None)))
-        timed(timings, "release_lease", lambda: allocation("releasing"))
-        timed(timings, "release_end", lambda: allocation("absent"))
-    return {name: statistics.median(values) for name, values in timings.items()}
+    timed(timings, "claim", lambda: allocation("present"))
+    timed(timings, "activate", lambda: allocation("active"))
+    timed(timings, "pool_info", lambda: _pool_ops.pool_info(Call(info, False, False, None)))
+    timed(timings, "pool_info_organization",
+          lambda: _pool_ops.pool_info(Call(dict(info, organization=organization), False, False, None)))
+    timed(timings, "release_lease", lambda: allocation("releasing"))
+    timed(timings, "release_end", lambda: allocation("absent"))
 
 
 def main():
@@ -107,9 +116,8 @@ def main():
             allocations, steps, events = fill(pool, history)
             print("%-10s: 10,000 gateways, %d allocations, %d journal records, %d events (filled in %.0f s)"
                   % (name, allocations, steps, events, time.perf_counter() - started), flush=True)
-        cycles(fresh, 20)  # warm both alike
-        cycles(aged, 20)
-        without, with_history = cycles(fresh, args.cycles), cycles(aged, args.cycles)
+        cycles((fresh, aged), 20)  # warm both alike
+        without, with_history = cycles((fresh, aged), args.cycles)
         print("%-24s %12s %12s %7s" % ("median, ms", "no history", "history", "ratio"))
         for name in without:
             print("%-24s %12.2f %12.2f %7.2f" % (name, without[name] * 1000, with_history[name] * 1000,
