@@ -29,8 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reconcile import ONE_TASK, POPULATION, REPO, db, median_of, playbook, secret, BASE, ENV  # noqa: E402
-from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_client import PdnsClient  # noqa: E402
+from reconcile import POPULATION, REPO, BASE, ENV, db, median_of, playbook, run_sizes, secret  # noqa: E402
 
 ROOT = Path("/dev/shm/demiurge-bench-data-sync-%s" % ENV)
 STORAGE = ROOT / "storage"
@@ -122,24 +121,7 @@ def main():
     parser.add_argument("--loop", action="store_true", help="also time one loop item per organization (slow at 10,000)")
     parser.add_argument("--remove", action="store_true", help="only remove a population left behind, then exit")
     args = parser.parse_args()
-    POPULATION.pdns = PdnsClient("http://127.0.0.1:%d" % (BASE + 81), secret("pdns_api_key"), timeout=120)
-    left = remove()
-    if args.remove:
-        print("removed %d synthetic organizations" % left)
-        return
-    results = []
-    with tempfile.NamedTemporaryFile("w", suffix=".yml") as one_task:
-        one_task.write(ONE_TASK)
-        one_task.flush()
-        for count in args.sizes:
-            try:
-                results.append(size_round(count, args, one_task.name))
-            finally:
-                remove()
-            print(json.dumps(results[-1]), flush=True)
-    if len(results) > 1:
-        print(json.dumps({"nothing_ratio_%d_to_%d" % (results[-1]["organizations"], results[0]["organizations"]):
-                          round(results[-1]["nothing_s"] / results[0]["nothing_s"], 2)}))
+    run_sizes(args, size_round, remove)
 
 
 if __name__ == "__main__":

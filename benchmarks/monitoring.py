@@ -164,6 +164,13 @@ def allocations(params, count):
     return statistics.median(timings[True]), statistics.median(timings[False])
 
 
+def scratch_params(env, port_base):
+    """Connection options for scratch databases on the stack's PostgreSQL (env, port base)."""
+    return {"login_host": "127.0.0.1", "login_port": port_base + 432, "login_user": "demiurge",
+            "login_db": "demiurge", "connect_timeout": 10, "create_database": True, "maintenance_db": "postgres",
+            "login_password": Path(state_path(env, "secrets", "pool_db_password")).read_text().strip()}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--env", default=os.environ.get("DEMIURGE_ENV", "dev-001"))
@@ -171,9 +178,7 @@ def main():
     parser.add_argument("--events", type=int, default=1000000)
     parser.add_argument("--allocations", type=int, default=300)
     args = parser.parse_args()
-    params = {"login_host": "127.0.0.1", "login_port": args.port_base + 432, "login_user": "demiurge",
-              "login_db": "demiurge", "connect_timeout": 10, "create_database": True, "maintenance_db": "postgres",
-              "login_password": Path(state_path(args.env, "secrets", "pool_db_password")).read_text().strip()}
+    params = scratch_params(args.env, args.port_base)
 
     empty = scratch(params, "bench_metrics_empty")
     large = scratch(params, "bench_metrics_large")

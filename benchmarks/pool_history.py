@@ -4,6 +4,7 @@
 Usage (from the repository root, with the local stack up; its PostgreSQL is used, in two scratch
 databases that are dropped afterwards):
     .venv/bin/python benchmarks/pool_history.py [--env dev-001] [--port-base 15000] [--cycles 200]
+(--env and --port-base default to DEMIURGE_ENV and DEMIURGE_PORT_BASE, as for the playbooks.)
 
 Both pools have 10,000 gateways, 5,000 of them held by live allocations. Each cycle claims a ready
 gateway for a new organization, activates the allocation, takes the release's lease and ends it
@@ -15,6 +16,7 @@ and the ratio of the pool with history to the one without (1.0: independent of h
 """
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -22,7 +24,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from monitoring import connection, drop, scratch, state_path  # noqa: E402
+from monitoring import connection, drop, scratch, scratch_params  # noqa: E402
 
 import psycopg  # noqa: E402
 
@@ -101,13 +103,11 @@ def one_cycle(params, timings):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
-    parser.add_argument("--env", default="dev-001")
-    parser.add_argument("--port-base", type=int, default=15000)
+    parser.add_argument("--env", default=os.environ.get("DEMIURGE_ENV", "dev-001"))
+    parser.add_argument("--port-base", type=int, default=int(os.environ.get("DEMIURGE_PORT_BASE", "15000")))
     parser.add_argument("--cycles", type=int, default=200)
     args = parser.parse_args()
-    params = {"login_host": "127.0.0.1", "login_port": args.port_base + 432, "login_user": "demiurge",
-              "login_db": "demiurge", "connect_timeout": 10, "create_database": True, "maintenance_db": "postgres",
-              "login_password": Path(state_path(args.env, "secrets", "pool_db_password")).read_text().strip()}
+    params = scratch_params(args.env, args.port_base)
     fresh = scratch(params, "bench_history_none")
     aged = scratch(params, "bench_history_large")
     try:

@@ -117,8 +117,15 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--remove", action="store_true", help="only remove a population left behind, then exit")
     args = parser.parse_args()
+    run_sizes(args, size_round, POPULATION.remove)
+
+
+def run_sizes(args, one_size, remove):
+    """Remove what an interrupted run left (only that, with --remove); then one_size(count, args,
+    one-task playbook) for each of --sizes, removing its population after it; print each result
+    and how "nothing to do" grew from the smallest size to the largest."""
     POPULATION.pdns = PdnsClient("http://127.0.0.1:%d" % (BASE + 81), secret("pdns_api_key"), timeout=120)
-    left = POPULATION.remove()
+    left = remove()
     if args.remove:
         print("removed %d synthetic organizations" % left)
         return
@@ -128,9 +135,9 @@ def main():
         one_task.flush()
         for count in args.sizes:
             try:
-                results.append(size_round(count, args, one_task.name))
+                results.append(one_size(count, args, one_task.name))
             finally:
-                POPULATION.remove()
+                remove()
             print(json.dumps(results[-1]), flush=True)
     if len(results) > 1:
         print(json.dumps({"nothing_ratio_%d_to_%d" % (results[-1]["organizations"], results[0]["organizations"]):
