@@ -96,6 +96,22 @@ def test_bad_organization_id_changes_nothing(playbook, value):
     assert stats() == before
 
 
+@pytest.mark.parametrize("playbook", ["allocate", "release"])
+@pytest.mark.parametrize("extravars", [
+    {"organization_ids": "0b5e9b7c-1a2b-4c3d-8e9f-001122334455"},
+    {"organization_ids": {"0b5e9b7c-1a2b-4c3d-8e9f-001122334455": True}},
+    {"organization_ids": ["0b5e9b7c-1a2b-4c3d-8e9f-001122334455", None]},
+    {"organization_ids": ["0b5e9b7c-1a2b-4c3d-8e9f-001122334455"], "organization_id": "0b5e9b7c-1a2b-4c3d-8e9f-001122334456"},
+], ids=["string", "mapping", "not-all-strings", "with-organization_id"])
+def test_a_malformed_batch_changes_nothing(playbook, extravars):
+    before = stats()
+    rc, dummy, out = run(playbook, **extravars)
+    assert rc != 0, out[-3000:]
+    assert "Step 'organization list' on localhost" in plain(out) and "Nothing was changed" in plain(out), out[-3000:]
+    assert "allocation-" not in out, "no organization's steps ran"
+    assert stats() == before
+
+
 def test_upper_case_organization_id_is_canonicalized(witness):
     organization = uuid.uuid4()
     rc, data, out = run("allocate", str(organization).upper())
