@@ -158,7 +158,11 @@ stage_compat() {
     # The README's benchmarks run after command 1 alone: each must at least import.
     for bench in "$REPO_ROOT"/benchmarks/*.py; do python "$bench" --help >/dev/null; done
     # The real hosts' faults ran in the system stage; the full cycle across hosts proves this controller.
-    stage_system -m "not kill_matrix and not real_hosts and not event_driven" -k "not autoscale or check_mode"
+    # Left to the system stage too: the thirty racing runs (the pool's SQL decides them, whatever the
+    # controller) and the integration targets over SSH (run above on this controller, and its SSH
+    # path is the full cycle's).
+    stage_system -m "not kill_matrix and not real_hosts and not event_driven" \
+      -k "(not autoscale or check_mode) and not thirty_parallel and not each_integration_target_passes_over_ssh"
     stage_system -m real_hosts -k full_cycle
     stage_molecule
   )
