@@ -64,11 +64,13 @@ def read_pidfile(pidfile):
 
 
 def running_pid(pidfile, program=None):
-    """The pid in pidfile if that process is alive, runs program (default: the one recorded) and,
-    when the start time is recorded, is the very process that was started; else None. A pid
-    reused by another process (the recorded one died) is never signalled."""
+    """The pid in pidfile if that process is alive and is the very process that was started: its
+    start time and program are the ones recorded. A pid reused by another process (the recorded one
+    died) is never signalled. program only counts for a pid file without a start time, which
+    cannot tell a reused pid otherwise; where the start time proves the identity, a process started
+    by another interpreter (another controller's venv) is still this pid file's."""
     pid, recorded, started = read_pidfile(pidfile)
-    expected = program or recorded
+    expected = recorded if started is not None else program or recorded
     if pid is None or expected is None:
         return None
     if not _alive(pid) or _executable(pid) != os.path.basename(os.path.realpath(expected)):
@@ -322,6 +324,10 @@ def _daemon_body(call):
         reload_signal=params["reload_signal"], stop_timeout=params["stop_timeout"], program=params["program"],
     )
     changed, before, after = daemon.ensure(params["state"], check_mode=call.check_mode)
+    recorded = read_pidfile(params["pidfile"])[1]
+    if after == "running" and not changed and recorded and daemon.runs \
+            and os.path.realpath(recorded) != os.path.realpath(daemon.runs):
+        call.warn("%s runs %s, not %s as asked; state=restarted switches it" % (params["name"], recorded, daemon.runs))
     return {"changed": changed, "state": after, "pid": daemon.pid(),
             "diff": {"before": {"state": before}, "after": {"state": after}}}
 

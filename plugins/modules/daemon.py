@@ -13,8 +13,11 @@ description:
   - Starts, stops, restarts or reloads one long-running program tracked by a pid file.
   - Used by the collection's roles for the local stack, where there is no systemd. On hosts with
     systemd the roles use unit files instead.
-  - The pid file records the pid and the program. It is trusted only while that process is alive
-    and runs that program, so a stale file after a crash or reboot does not hide a stopped service.
+  - The pid file records the pid, the program and the process's start time. It is trusted only
+    while that very process is alive, so a stale file after a crash or reboot does not hide a
+    stopped service, and a pid reused by another process is never signalled.
+  - A process the pid file started stays tracked when the task asks for another program (a
+    controller with another Python venv); the task then warns, and V(restarted) switches it.
   - Starting fails when another process already listens on O(wait_port).
   - With O(wait_port), start returns only once the program accepts TCP connections; a program that
     exits or never listens fails the task with the last lines of O(log_file).
@@ -39,8 +42,8 @@ options:
   program:
     description:
       - Absolute path of the program the process runs once started, when O(argv[0]) is a wrapper
-        that replaces itself with it (C(nsenter), C(chpst)). The pid file is trusted only while the
-        process runs this program.
+        that replaces itself with it (C(nsenter), C(chpst)). The pid file records it; a pid file
+        without a start time (written by an older version) is trusted only while the process runs it.
       - Defaults to O(argv[0]).
     type: path
   pidfile:

@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-from ansible_collections.demiurge.gateway.plugins.module_utils._daemon import Daemon, process_start_time, running_pid
+from ansible_collections.demiurge.gateway.plugins.module_utils._daemon import DAEMON, Daemon, process_start_time, running_pid
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import InvalidInputError, ServiceError
+from ansible_collections.demiurge.gateway.plugins.module_utils._module import Call
 
 
 def free_port():
@@ -70,6 +71,26 @@ def test_a_reused_pid_running_the_same_program_is_not_trusted(tmp_path, http_dae
     assert running_pid(str(pidfile)) is None
     pidfile.write_text("%d\n%s\n%s\n" % (os.getpid(), sys.executable, process_start_time(os.getpid())))
     assert running_pid(str(pidfile)) == os.getpid()
+
+
+def test_a_process_started_by_another_interpreter_is_still_this_pidfiles(http_daemon):
+    """Another controller (a venv of another Python) converges the same service: its own program
+    differs from the one recorded, but the recorded start time proves the process is the one this
+    pid file started, so it is neither started twice nor taken for a stranger on its port."""
+    http_daemon.ensure("started")
+    pid = http_daemon.pid()
+    other = Daemon("web", http_daemon.pidfile, argv=["/bin/true", "-m", "http.server"], log_file=http_daemon.log_file,
+                   wait_port=http_daemon.wait_port, wait_timeout=5, stop_timeout=5)
+    assert other.pid() == pid
+    assert other.ensure("started") == (False, "running", "running")
+    result = DAEMON.execute(Call({"name": "web", "argv": ["/bin/true"], "pidfile": http_daemon.pidfile,
+                                  "log_file": http_daemon.log_file, "state": "started", "user": None, "chdir": None,
+                                  "environment": {}, "wait_host": "127.0.0.1", "wait_port": http_daemon.wait_port,
+                                  "wait_timeout": 5.0, "stop_signal": "TERM", "reload_signal": "HUP",
+                                  "stop_timeout": 5.0, "program": None}, False, False, None))
+    assert result["changed"] is False and result["pid"] == pid
+    assert result["warnings"] == ["web runs %s, not /bin/true as asked; state=restarted switches it"
+                                  % os.path.realpath(sys.executable)]
 
 
 def test_stop_needs_only_the_pidfile(http_daemon):
