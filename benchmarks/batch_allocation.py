@@ -3,9 +3,10 @@
 Usage (from the repository root, with the local stack up; DEMIURGE_ENV / DEMIURGE_PORT_BASE pick it):
     .venv/bin/python benchmarks/batch_allocation.py [--organizations 100] [--forks 10 25]
 
-It starts that many extra gateway stand-ins (bench-batch-NNN, on the port base + 1101...) and
-registers them, so the pool has enough ready gateways; they are stopped and retired afterwards,
-and on start when an interrupted run left some. Reported, in seconds:
+It starts that many extra gateway stand-ins (bench-batch-NNN, on the port base + 1201 up: for
+dev-001, 16201 up, clear of the test stack's ports, 16000 + 80 to 943) and registers them, so the
+pool has enough ready gateways; they are stopped and retired afterwards, and on start when an
+interrupted run left some. Reported, in seconds:
 
     separate_allocate / separate_release   the organizations one ansible-playbook run each, in turn
                                            (the baseline: how a list was allocated before)
@@ -22,7 +23,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reconcile import BASE, ENV, db, playbook  # noqa: E402
+from reconcile import BASE, ENV, db, playbook, state_path  # noqa: E402
 
 PREFIX = "bench-batch-"
 STANDINS = """\
@@ -47,7 +48,7 @@ STANDINS = """\
 
 def standins(count, state, names=()):
     with tempfile.NamedTemporaryFile("w", suffix=".yml") as book:
-        book.write(STANDINS % {"env": ENV, "prefix": PREFIX, "port_base": BASE + 1100, "api_port": BASE + 500, "count": count,
+        book.write(STANDINS % {"env": ENV, "prefix": PREFIX, "port_base": BASE + 1200, "api_port": BASE + 500, "count": count,
                                "names": json.dumps(list(names)), "state": state})
         book.flush()
         playbook(book.name)
@@ -59,8 +60,9 @@ def recover():
         held = [str(row[0]) for row in conn.execute(
             "SELECT og.organization_id FROM organizations_gateways og JOIN gateways g ON g.id = og.gateway_id "
             "WHERE og.stopped_at IS NULL AND g.name LIKE %s", (PREFIX + "%",)).fetchall()]
-        names = [row[0] for row in conn.execute("SELECT name FROM gateways WHERE name LIKE %s AND status <> 'retired'",
-                                                (PREFIX + "%",)).fetchall()]
+    # Every stand-in with a directory here, registered or not: a run stopped before a stand-in was
+    # registered still left it running.
+    names = sorted(path.name for path in Path(state_path(ENV, "gateways")).glob(PREFIX + "*") if path.is_dir())
     if held:
         playbook("demiurge.gateway.release", "-e", json.dumps({"organization_ids": held}), "-f", "10")
     if names:
