@@ -160,9 +160,9 @@ stage_compat() {
     # The real hosts' faults ran in the system stage; the full cycle across hosts proves this controller.
     # Left to the system stage too: the thirty racing runs (the pool's SQL decides them, whatever the
     # controller) and the integration targets over SSH (run above on this controller, and its SSH
-    # path is the full cycle's).
+    # path is the full cycle's); of the pool's racing claims (SQL, whatever the controller), one round.
     stage_system -m "not kill_matrix and not real_hosts and not event_driven" \
-      -k "(not autoscale or check_mode) and not thirty_parallel and not each_integration_target_passes_over_ssh"
+      -k "(not autoscale or check_mode) and not thirty_parallel and not each_integration_target_passes_over_ssh and not [1] and not [2]"
     stage_system -m real_hosts -k full_cycle
     stage_molecule
   )
