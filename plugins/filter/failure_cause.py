@@ -54,19 +54,22 @@ def failed_items(results, label=None):
 def repair_events(results, repair, organization=None, host=None):
     """A reconcile.repaired event (for demiurge.gateway.pool_event) for every item of a loop that
     changed something and did not fail, or for every organization a batch item lists in
-    changed_organizations (a batch that failed for some still changed those); organization and
-    host are dotted paths into each result."""
+    changed_organizations (a batch that failed for some still changed those), and one
+    ("routes_made_live", no organization) for an edge where the batch made live what a job that
+    died had left unreloaded; organization and host are dotted paths into each result."""
     events = []
     for item in (results or {}).get("results", []):
         if "changed_organizations" in item:
             changed = item["changed_organizations"]
         else:
             changed = [_dig(item, organization)] if item.get("changed") and not item.get("failed") else []
-        for name in changed:
-            event = {"kind": "reconcile.repaired", "step": repair, "organization": name}
+        found = [{"kind": "reconcile.repaired", "step": repair, "organization": name} for name in changed]
+        if item.get("made_live"):
+            found.append({"kind": "reconcile.repaired", "step": "routes_made_live"})
+        for event in found:
             if host:
                 event["host"] = _dig(item, host)
-            events.append(event)
+        events += found
     return events
 
 

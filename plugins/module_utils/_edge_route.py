@@ -285,7 +285,8 @@ def _changes(domain, edge, items, refused):
 def change_routes(params, items, check_mode, run_command, warn):
     """Apply items [{organization, upstream, owner, state}] on one edge. Returns (done {label:
     (before, after)} of the changes made, or due in check mode; refused {organization or label:
-    error}); a failure of the whole batch (lock, reload, a configuration broken elsewhere) raises.
+    error}; resumed: this call made live what a holder that died left on disk, or would in check
+    mode); a failure of the whole batch (lock, reload, a configuration broken elsewhere) raises.
 
     Changes are group-committed: the call queues its items, and whoever holds the edge's lock
     next applies everything queued with one nginx -t and one reload, so concurrent jobs share a
@@ -305,19 +306,20 @@ def change_routes(params, items, check_mode, run_command, warn):
                 refused[change.label] = exc
                 continue
             due[change.label] = (current, change)
+    unfinished = left_unfinished(params["config_root"])
     if check_mode:
-        return {label: (current, change.wanted) for label, (current, change) in due.items()}, refused
-    queue = RouteQueue(params["config_root"])
+        return {label: (current, change.wanted) for label, (current, change) in due.items()}, refused, unfinished
     # Nothing differs on disk, but a holder that died may have written it without a reload: then
     # an empty request goes through, and its holder makes the disk live.
-    if not (due or queue.unfinished()):
-        return {}, refused
+    if not (due or unfinished):
+        return {}, refused, False
     request = {"domain": params["domain"], "force": params["force"], "items": [change.item for dummy, change in due.values()]}
-    outcome = queue.commit(request, params["lock_timeout"], lambda requests, resumed: _commit(edge, requests, warn, resumed))
+    outcome = RouteQueue(params["config_root"]).commit(
+        request, params["lock_timeout"], lambda requests, resumed: _commit(edge, requests, warn, resumed))
     if "error" in outcome:
         raise outcome["error"]
     refused.update(outcome["refused"])
-    return outcome["done"], refused
+    return outcome["done"], refused, outcome.get("resumed", False)
 
 
 def _commit(edge, requests, warn, resumed=False):
@@ -362,6 +364,7 @@ def _commit(edge, requests, warn, resumed=False):
         error = os_error(exc) if isinstance(exc, OSError) else exc
         return {rid: {"error": error} for rid, dummy in requests}
     outcomes = {rid: {"done": {}, "refused": {}} for rid, dummy in requests}
+    outcomes[requests[0][0]]["resumed"] = resumed  # the holder's own request comes first
     for label, change in done.items():
         if label in accepted:
             outcomes[owner_of[label]]["done"][label] = change
@@ -414,10 +417,6 @@ class RouteQueue:
                                         hint="Find the stuck job on the edge (a hung nginx -t?), then run reconcile",
                                         outcome="unknown")
                 time.sleep(0.005)
-
-    def unfinished(self):
-        """Whether a holder died while applying changes (only that leaves a claimed request)."""
-        return any(name.endswith(".claimed") for name in os.listdir(self.dir))
 
     def _withdraw(self, rid):
         """True when the request was still waiting and is now gone; False once a holder took it."""
@@ -487,6 +486,16 @@ class RouteQueue:
         return taken, resumed
 
 
+def left_unfinished(config_root):
+    """Whether a holder died while applying changes, so that what is on disk may not be live: only
+    that leaves a claimed request behind (a live holder's is claimed only while it applies)."""
+    try:
+        names = os.listdir(os.path.join(config_root, QUEUE_DIR))
+    except FileNotFoundError:
+        return False
+    return any(name.endswith(".claimed") for name in names)
+
+
 def _try_lock(handle):
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -531,7 +540,7 @@ def _decode(data):
 def ensure_route(params, check_mode, run_command, warn):
     """One organization's route: a batch of one, whose refusal is the task's failure."""
     item = {key: params[key] for key in ("organization", "upstream", "owner", "state")}
-    done, refused = change_routes(params, [item], check_mode, run_command, warn)
+    done, refused, dummy = change_routes(params, [item], check_mode, run_command, warn)
     for error in refused.values():
         raise error
     label = organization_label(params["organization"])
@@ -545,11 +554,12 @@ def ensure_route(params, check_mode, run_command, warn):
 def ensure_routes(params, check_mode, run_command, warn):
     """Many organizations' routes, one validation and one reload; each refusal fails only its own
     organization, and the task fails at the end naming each."""
-    done, refused = change_routes(params, params["routes"], check_mode, run_command, warn)
+    done, refused, resumed = change_routes(params, params["routes"], check_mode, run_command, warn)
     organizations = {organization_label(item["organization"]): str(item["organization"]) for item in params["routes"]
                      if str(item["organization"]) not in refused}
     result = {
-        "changed": bool(done),
+        "changed": bool(done) or resumed,
+        "made_live": resumed,
         "changed_organizations": sorted(organizations[label] for label in done),
         "failed_organizations": {organizations.get(key, key): str(error) for key, error in sorted(refused.items())},
         "diff": {"before": "".join(before or "" for before, dummy in done.values()),
@@ -707,4 +717,5 @@ def list_routes(config_root):
 
 EDGE_ROUTE_INFO = ModuleDef(
     lambda: {"config_root": {"type": "path", "required": True}},
-    lambda call: {"changed": False, "routes": list_routes(call.params["config_root"])})
+    lambda call: {"changed": False, "routes": list_routes(call.params["config_root"]),
+                  "unfinished": left_unfinished(call.params["config_root"])})

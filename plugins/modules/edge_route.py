@@ -180,6 +180,15 @@ changed_organizations:
   type: list
   elements: str
   sample: ["0b5e9b7c-1a2b-4c3d-8e9f-001122334455"]
+made_live:
+  description:
+    - Whether this call made live the changes that a job which died while it held the edge's lock
+      had written but not reloaded (in check mode, whether it would). O(routes) may then be empty:
+      reconcile.yml calls it so for an edge whose
+      RV(demiurge.gateway.edge_route_info#module:unfinished) is true.
+  returned: with O(routes)
+  type: bool
+  sample: false
 failed_organizations:
   description: Each organization whose route could not change, with the cause.
   returned: with O(routes)

@@ -57,7 +57,7 @@ class Population:
                   "listen_url": self.listen_url, "nginx_binary": "/usr/sbin/nginx", "reload_timeout": 10, "lock_timeout": 60}
         items = [{"organization": o, "owner": a, "upstream": upstream or self.upstream, "state": "present" if present else "absent"}
                  for o, a in members]
-        done, refused = change_routes(params, items, False, run_command, print)
+        done, refused, dummy = change_routes(params, items, False, run_command, print)
         if refused:
             raise AssertionError("routes refused: %s" % refused)
 

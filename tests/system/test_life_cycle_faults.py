@@ -6,11 +6,13 @@ and every invariant holds (tests/system/invariants.py). Faults as hangs: a stopp
 PowerDNS, gateway, nginx or PostgreSQL, and central storage that is full or read-only.
 """
 
+import json
 import os
 import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import uuid
 from contextlib import contextmanager
@@ -20,8 +22,9 @@ import pytest
 
 import invariants
 from invariants import db
-from lifecycle import DOMAIN, ENV, dead_run, gateway_data_dir, live, plain, run, run_and_kill, wait_leases_expired
+from lifecycle import DOMAIN, ENV, dead_run, eventually, gateway_data_dir, live, plain, run, run_and_kill, wait_leases_expired
 
+from ansible_collections.demiurge.gateway.plugins.module_utils._edge_route import ensure_routes, list_routes
 from ansible_collections.demiurge.gateway.plugins.module_utils._paths import state_path
 from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_client import PdnsClient
 from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_rrset import ensure_rrsets
@@ -282,6 +285,59 @@ def test_nginx_hanging_during_the_route_step_leaves_the_previous_routes():
     assert rc != 0 and "step 'route'" in out and "did not serve the new route" in out, out[-3000:]
     reconcile_twice()
     assert live(organization) is None
+
+
+# A route job that dies between writing its shard and reloading nginx: run for real, with an
+# `nginx -t` that hangs, and killed there with its whole group.
+_DYING_ROUTE_JOB = """
+import json, subprocess, sys
+from ansible_collections.demiurge.gateway.plugins.module_utils._edge_route import ensure_routes
+def run_command(argv):
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return proc.returncode, proc.stdout, proc.stderr
+ensure_routes(json.loads(sys.argv[1]), False, run_command, print)
+"""
+
+
+def subprocess_run(argv):
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_a_route_written_by_a_job_killed_before_its_reload_is_made_live_by_reconcile(tmp_path):
+    """The edge's listing then shows exactly the live set, so no drift is seen: only the edge's
+    unfinished queue tells reconcile that nginx does not serve it."""
+    organization = uuid.uuid4()
+    assert run("allocate", organization)[0] == 0
+    host = "org-%s.%s" % (organization, DOMAIN)
+    with db() as conn:
+        allocation_id, upstream = conn.execute(
+            "SELECT og.id::text, g.nginx_upstream FROM organizations_gateways og JOIN gateways g ON g.id = og.gateway_id "
+            "WHERE og.organization_id = %s AND og.stopped_at IS NULL", (str(organization),)).fetchone()
+    route = {"organization": str(organization), "upstream": upstream, "owner": allocation_id}
+    params = {"config_root": os.environ["DEMIURGE_TEST_EDGE_ROOT"], "config_file": None, "domain": DOMAIN, "force": False,
+              "listen_url": "http://127.0.0.1:%s" % os.environ["DEMIURGE_TEST_HTTP_PORT"], "nginx_binary": "/usr/sbin/nginx",
+              "reload_timeout": 10, "lock_timeout": 30, "organization": None}
+    # Out of the edge, for real (shard and live nginx), then written back by the job that dies.
+    ensure_routes(dict(params, routes=[dict(route, state="absent")]), False, subprocess_run, print)
+    assert invariants.served_upstream(host) == ""
+    hang = tmp_path / "nginx"
+    hang.write_text("#!/bin/sh\nexec sleep 600\n")
+    hang.chmod(0o755)
+    job = subprocess.Popen([sys.executable, "-c", _DYING_ROUTE_JOB,
+                            json.dumps(dict(params, nginx_binary=str(hang), routes=[dict(route, state="present")]))],
+                           start_new_session=True)
+    try:
+        eventually("the job writes the route", lambda: any(
+            entry["organization"] == str(organization) for entry in list_routes(params["config_root"])), timeout=30)
+        eventually("the job validates", lambda: "sleep" in subprocess_run(["pgrep", "-g", str(job.pid), "-a"])[1], timeout=30)
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait(10)
+    assert invariants.served_upstream(host) == "", "written, never reloaded: not served"
+    reconcile_twice()
+    assert invariants.served_upstream(host) == upstream
+    assert run("release", organization)[0] == 0
 
 
 def test_postgresql_hanging_fails_the_claim_and_changes_nothing():

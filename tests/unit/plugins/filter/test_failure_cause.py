@@ -41,9 +41,11 @@ def test_repair_events_of_batches_count_each_changed_organization_failed_or_not(
     results = {"results": [{"changed": True, "item": "edge-1", "changed_organizations": ["o1", "o2"]},
                            {"changed": True, "failed": True, "item": "edge-2", "changed_organizations": ["o3"],
                             "failed_organizations": {"o4": "owned by someone else"}},
-                           {"changed": False, "item": "edge-3", "changed_organizations": []}]}
-    assert [(event["host"], event["organization"]) for event in repair_events(results, "route_restored", host="item")] == [
-        ("edge-1", "o1"), ("edge-1", "o2"), ("edge-2", "o3")]
+                           {"changed": False, "item": "edge-3", "changed_organizations": []},
+                           {"changed": True, "item": "edge-4", "changed_organizations": [], "made_live": True}]}
+    assert [(event["host"], event["step"], event.get("organization")) for event in repair_events(results, "route_restored", host="item")] == [
+        ("edge-1", "route_restored", "o1"), ("edge-1", "route_restored", "o2"), ("edge-2", "route_restored", "o3"),
+        ("edge-4", "routes_made_live", None)]
 
 
 def test_a_delegated_task_names_the_host_it_failed_on():

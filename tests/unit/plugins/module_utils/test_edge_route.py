@@ -21,6 +21,7 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._edge_route impor
     unmanaged_lines,
 )
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import InvalidInputError
+from ansible_collections.demiurge.gateway.plugins.module_utils._module import Call
 
 ORG = "0b5e9b7c-1a2b-4c3d-8e9f-001122334455"
 LABEL = "org-" + ORG
@@ -319,3 +320,28 @@ def test_changes_a_dead_holder_left_unfinished_are_made_live_again(edge):
     answer = json.loads((queue / (rid + ".res")).read_text())
     assert list(answer["done"]) == [LABEL], "the waiting job learns its change is live"
     assert ensure_route(params(root), False, nginx.run_command, print)["changed"] is False and reloads == [1]
+
+
+def test_the_listing_says_when_a_dead_holder_left_changes_and_an_empty_batch_makes_them_live(edge):
+    """What reconcile.yml relies on: the routes on disk are all it wants, so it asks for none, and
+    the call still validates and reloads, says so, and leaves nothing unfinished."""
+    root, reloads = edge
+    assert _edge_route.left_unfinished(str(root)) is False, "no queue yet: nothing unfinished, and nothing made"
+    assert not (root / "run" / "route-queue").exists()
+    queue = root / "run" / "route-queue"
+    queue.mkdir()
+    item = {"organization": ORG, "upstream": "127.0.0.1:21001", "owner": "alloc-1", "state": "present"}
+    (queue / "00000000000000000001-1-00.claimed").write_text(json.dumps(
+        {"pid": 1, "started": "dead", "request": {"domain": "zone.test", "force": False, "items": [item]}}))
+    shard(root).write_text(render_shard({LABEL: render_entry(LABEL, "%s.zone.test" % LABEL, "127.0.0.1:21001", "alloc-1")}))
+    listing = _edge_route.EDGE_ROUTE_INFO.execute(Call({"config_root": str(root)}, False, False, None))
+    assert listing["unfinished"] is True and [route["organization"] for route in listing["routes"]] == [ORG]
+    nginx = Nginx(root, [])
+    predicted = _edge_route.ensure_routes(batch(root, []), True, nginx.run_command, print)
+    assert predicted["changed"] and predicted["made_live"] and reloads == [] and nginx.tests == 0
+    result = _edge_route.ensure_routes(batch(root, []), False, nginx.run_command, print)
+    assert result["changed"] and result["made_live"] and result["changed_organizations"] == []
+    assert reloads == [1] and nginx.tests == 1
+    assert _edge_route.left_unfinished(str(root)) is False
+    again = _edge_route.ensure_routes(batch(root, []), False, nginx.run_command, print)
+    assert not again["changed"] and not again["made_live"] and reloads == [1]
