@@ -140,7 +140,7 @@ def rebuild(prefix, port, organizations):
     items = [{"organization": organization, "upstream": "127.0.0.1:%d" % (30000 + index % 1000), "owner": None,
               "state": "present"} for index, organization in enumerate(organizations)]
     started = time.perf_counter()
-    done, refused = _edge_route.change_routes(params(prefix, port, organization=None), items, False, run_command, print)
+    done, refused, dummy = _edge_route.change_routes(params(prefix, port, organization=None), items, False, run_command, print)
     elapsed = time.perf_counter() - started
     if refused or len(done) != len(organizations):
         raise SystemExit("the rebuild left routes out: %s" % refused)
