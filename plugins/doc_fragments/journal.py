@@ -24,9 +24,18 @@ options:
     type: dict
     suboptions:
       allocation_id:
-        description: Allocation the step belongs to.
+        description:
+          - Allocation the step belongs to.
+          - Exactly one of O(journal.allocation_id) and O(journal.allocations) is required.
         type: str
-        required: true
+      allocations:
+        description:
+          - For a call that changes many organizations at once (O(demiurge.gateway.pdns_rrset#module:organizations),
+            O(demiurge.gateway.edge_route#module:routes)), the allocation of each organization, by
+            organization UUID. Each gets its own records, and the outcome of its own organization.
+          - Every organization the call changes must be named here. One whose allocation is not live
+            under this run's lease is left out of the work and fails alone.
+        type: dict
       step:
         description: Step name, for example C(dns).
         type: str

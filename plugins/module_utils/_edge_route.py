@@ -562,6 +562,8 @@ def ensure_routes(params, check_mode, run_command, warn):
         "made_live": resumed,
         "changed_organizations": sorted(organizations[label] for label in done),
         "failed_organizations": {organizations.get(key, key): str(error) for key, error in sorted(refused.items())},
+        "unknown_organizations": sorted(organizations.get(key, key) for key, error in refused.items()
+                                        if error.details.get("outcome", error.outcome) != "not_applied"),
         "diff": {"before": "".join(before or "" for before, dummy in done.values()),
                  "after": "".join(after or "" for dummy, after in done.values())},
     }
@@ -695,6 +697,7 @@ EDGE_ROUTE = ModuleDef(
     route_argument_spec,
     lambda call: (ensure_route if call.params["routes"] is None else ensure_routes)(
         call.params, call.check_mode, call.run_command, call.warn),
+    batch="routes",
     mutually_exclusive=[("organization", "routes")],
     required_one_of=[("organization", "routes")])
 

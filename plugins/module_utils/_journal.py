@@ -17,9 +17,11 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._pool_db import p
 def journal_argument_spec():
     options = pool_db_argument_spec()
     options.update(
-        allocation_id={"type": "str", "required": True},
+        allocation_id={"type": "str"},
+        allocations={"type": "dict"},
         step={"type": "str", "required": True},
         lease_seconds={"type": "int", "default": 600},
         lease_holder={"type": "str"},
     )
-    return {"journal": {"type": "dict", "options": options}}
+    return {"journal": {"type": "dict", "options": options, "mutually_exclusive": [["allocation_id", "allocations"]],
+                        "required_one_of": [["allocation_id", "allocations"]]}}

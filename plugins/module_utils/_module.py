@@ -34,12 +34,14 @@ class Call:
 class ModuleDef:
     """argument_spec() and rules as AnsibleModule takes them, and the body. bundle_flow(params), for
     modules that move data between hosts, says whether the task writes a bundle file ('out') or
-    reads one ('in'), which the action plugin then carries over the host's connection."""
+    reads one ('in'), which the action plugin then carries over the host's connection. batch names
+    the option of a module's many-organizations form, whose entries the journal records one by one."""
 
-    def __init__(self, argument_spec, body, bundle_flow=None, **rules):
+    def __init__(self, argument_spec, body, bundle_flow=None, batch=None, **rules):
         self.argument_spec = argument_spec
         self.body = body
         self.bundle_flow = bundle_flow
+        self.batch = batch
         self.rules = rules
 
     def module_kwargs(self):

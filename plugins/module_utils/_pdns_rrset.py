@@ -215,7 +215,7 @@ def ensure_organizations(client, params, check_mode):
             continue
         if changes:
             pending.append((key, changes))
-    changed, unknown = [], False
+    changed, unknown = [], []
     for start in range(0, len(pending), BATCH_ORGANIZATIONS):
         chunk = pending[start:start + BATCH_ORGANIZATIONS]
         if not check_mode:
@@ -224,13 +224,15 @@ def ensure_organizations(client, params, check_mode):
             except PdnsError as exc:
                 # Atomic: a refusal wrote none of the chunk, a timeout may have written all of it.
                 applied = exc.details.get("outcome", exc.outcome) != "not_applied"
-                unknown = unknown or applied
                 for key, dummy in chunk:
                     failed[key] = "%s: %s" % ("whether it was written is unknown" if applied else "nothing was written", exc.msg)
+                    if applied:
+                        unknown.append(key)
                 continue
         changed += [key for key, dummy in chunk]
     result = {
         "changed": bool(changed), "zone": zone, "changed_organizations": sorted(changed), "failed_organizations": failed,
+        "unknown_organizations": sorted(unknown),
         "diff": {"before": {n: v for n, v in before.items() if v}, "after": {n: v for n, v in after.items() if v}},
     }
     if failed:
@@ -294,6 +296,7 @@ PDNS_RRSET = ModuleDef(
     rrset_argument_spec,
     lambda call: (ensure_rrsets if call.params["organizations"] is None else ensure_organizations)(
         PdnsClient.from_params(call.params), call.params, call.check_mode),
+    batch="organizations",
     mutually_exclusive=[("name", "organization", "organizations"), ("organizations", "wildcard")],
     required_one_of=[("name", "organization", "organizations")])
 PDNS_RRSET_INFO = ModuleDef(

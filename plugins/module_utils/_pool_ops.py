@@ -18,6 +18,7 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import
 from ansible_collections.demiurge.gateway.plugins.module_utils._edge_route import parse_upstream
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import (
     DatabaseError,
+    GatewayError,
     InvalidInputError,
     LeaseHeldError,
     PoolExhaustedError,
@@ -362,7 +363,7 @@ def _activate(call, organization, holder):
     with Transaction(call.params, call.check_mode) as conn:
         before = live_allocation(conn, organization, lock=True)
         if before is None:
-            if call.check_mode and call.params["allocation_id"]:
+            if call.check_mode and (call.params["allocation_id"] or call.params["organizations"] is not None):
                 return _result(True, None, None, holder)  # claimed by this run's check-mode claim
             raise InvalidInputError("Organization %s holds no gateway to activate" % organization,
                                     hint="Claim one with state=present first")
@@ -448,10 +449,48 @@ def _unlease(call, organization, holder):
     return _result(row is not None, after, after, holder)
 
 
+_BATCH_STATES = {"present": _claim, "active": _activate}
+
+
+def _each(call, holder):
+    """A batch (organizations): claims or activations, each organization in its own transaction,
+    so one that fails fails alone; the task then fails naming each."""
+    params = call.params
+    if params["state"] not in _BATCH_STATES:
+        raise InvalidInputError("organizations takes state present or active, not %s" % params["state"],
+                                hint="Change one organization at a time with organization for state %s" % params["state"])
+    one = _BATCH_STATES[params["state"]]
+    results, failed, unknown = {}, {}, []
+    for given in params["organizations"]:
+        key = str(given)
+        try:
+            organization = organization_id(key)
+            if organization in results:
+                continue  # listed twice: one claim, not a wait for this very run
+            results[organization] = one(call, organization, holder)
+        except GatewayError as exc:
+            failed[key] = str(exc)
+            if exc.details.get("outcome", exc.outcome) != "not_applied":
+                unknown.append(key)
+    result = {"changed": any(found["changed"] for found in results.values()), "lease_holder": holder,
+              "allocations": {organization: found["allocation"] for organization, found in results.items()},
+              "failed_organizations": failed, "unknown_organizations": unknown}
+    if params["state"] == "present":
+        result["created_organizations"] = [organization for organization, found in results.items() if found["created"]]
+    if failed:
+        raise GatewayError("%d of %d organizations were not %s, the others were: %s" % (
+            len(failed), len(params["organizations"]), "claimed" if params["state"] == "present" else "activated",
+            "; ".join("%s: %s" % item for item in sorted(failed.items()))),
+            hint="Fix each cause named, then run again", outcome="unknown" if unknown else "not_applied", **result)
+    return result
+
+
 def ensure_allocation(call):
     params = call.params
-    organization = organization_id(params["organization"])
     holder = params["lease_holder"] or str(uuid.uuid4())
+    if params["organizations"] is not None:
+        return _each(call, holder)
+    organization = organization_id(params["organization"])
     state = params["state"]
     if state == "present":
         return _claim(call, organization, holder)
@@ -473,7 +512,8 @@ def _summary(allocation):
 def allocation_argument_spec():
     spec = pool_db_argument_spec()
     spec.update(
-        organization={"type": "str", "required": True},
+        organization={"type": "str"},
+        organizations={"type": "list", "elements": "str"},
         state={"type": "str", "default": "present",
                "choices": ["present", "active", "releasing", "leased", "unleased", "absent"]},
         lease_seconds={"type": "int", "default": 600},
@@ -488,6 +528,8 @@ def allocation_argument_spec():
 
 
 POOL_ALLOCATION = ModuleDef(allocation_argument_spec, ensure_allocation,
+                            mutually_exclusive=[("organization", "organizations")],
+                            required_one_of=[("organization", "organizations")],
                             required_if=[("gateway_status", "quarantined", ["gateway_reason"]),
                                          ("state", "unleased", ["lease_holder"])])
 

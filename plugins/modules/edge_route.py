@@ -183,7 +183,7 @@ changed_organizations:
 made_live:
   description:
     - Whether this call made live the changes that a job which died while it held the edge's lock
-      had written but not reloaded (in check mode, whether it would). O(routes) may then be empty:
+      had written but not reloaded (in check mode, whether it would). O(routes) may then be empty;
       reconcile.yml calls it so for an edge whose
       RV(demiurge.gateway.edge_route_info#module:unfinished) is true.
   returned: with O(routes)
@@ -197,6 +197,14 @@ failed_organizations:
     7c1d2e3f-4a5b-4c6d-8e7f-8899aabbccdd: >-
       Route of org-7c1d2e3f-4a5b-4c6d-8e7f-8899aabbccdd in /srv/edge/nginx/routes/orgs-7c.conf is owned by
       1f2e3d4c-5b6a-4978-8a9b-0c1d2e3f4a5b, not by 0a1b2c3d-4e5f-4a6b-8c7d-8e9f00112233
+unknown_organizations:
+  description:
+    - The organizations of RV(failed_organizations) whose routes may have changed all the same (a
+      request that timed out may have been applied); the others certainly did not change.
+  returned: with O(routes)
+  type: list
+  elements: str
+  sample: []
 nginx_error:
   description: nginx's message when it rejected the configuration.
   returned: failure

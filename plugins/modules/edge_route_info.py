@@ -12,8 +12,8 @@ version_added: 0.1.0
 description:
   - Reads the route shards under O(config_root) (see M(demiurge.gateway.edge_route)) and lists every
     organization's route with its owner, host name and upstream, for drift checks.
-  - Says whether a job died while it held the edge's lock, applying route changes (RV(unfinished)):
-    the routes listed are then on disk but may not be live, until the next
+  - Says whether a job died while it held the edge's lock, applying route changes (RV(unfinished)).
+    The routes listed are then on disk but may not be live, until the next
     M(demiurge.gateway.edge_route) call on the edge, which may name no route at all.
 extends_documentation_fragment:
   - demiurge.gateway.controller

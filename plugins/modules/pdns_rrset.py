@@ -154,6 +154,14 @@ failed_organizations:
     7c1d2e3f-4a5b-4c6d-8e7f-8899aabbccdd: >-
       Record set org-7c1d2e3f-4a5b-4c6d-8e7f-8899aabbccdd.dev-001.demiurge.test. is owned by
       1f2e3d4c-5b6a-4978-8a9b-0c1d2e3f4a5b, not by 0a1b2c3d-4e5f-4a6b-8c7d-8e9f00112233
+unknown_organizations:
+  description:
+    - The organizations of RV(failed_organizations) whose record sets may have changed all the same (a
+      request that timed out may have been applied); the others certainly did not change.
+  returned: with O(organizations)
+  type: list
+  elements: str
+  sample: []
 current_owner:
   description: Owner of the record set that blocked the call, when it failed for that reason.
   returned: failure

@@ -20,7 +20,8 @@ description:
     (RV(created) false, as there is nothing to do and nothing to undo), or fails naming that run and
     its lease. An organization whose gateway is being released fails naming the release's run.
   - V(active) marks the allocation active and ends its lease; only its lease holder may. In check
-    mode, a claim that the same check-mode run predicted (O(allocation_id)) is predicted active.
+    mode, a claim that the same check-mode run predicted (O(allocation_id), or any organization of
+    O(organizations)) is predicted active.
   - V(releasing) makes this run the holder of a release. A release whose run died (its lease
     expired) is taken over and resumed; one another live run holds is waited for like an allocation.
   - V(leased) takes over the lease of an allocation or release whose run died, for repair
@@ -38,9 +39,18 @@ extends_documentation_fragment:
   - demiurge.gateway.attributes
 options:
   organization:
-    description: Organization UUID, in any case; nothing else (no surrounding white space).
+    description:
+      - Organization UUID, in any case; nothing else (no surrounding white space).
+      - Exactly one of O(organization) and O(organizations) is required.
     type: str
-    required: true
+  organizations:
+    description:
+      - Many organizations at once, for V(present) and V(active) only. Each is claimed (or
+        activated) in its own transaction, all under one lease holder, so one that fails fails
+        alone; the task then fails naming each organization and its cause
+        (RV(failed_organizations)). An organization listed twice is claimed once.
+    type: list
+    elements: str
   state:
     description: Wanted state of the organization's allocation.
     type: str
@@ -86,6 +96,16 @@ EXAMPLES = r"""
   register: claim
   delegate_to: localhost
 
+- name: Claim a gateway for each of many organizations, under one lease holder
+  demiurge.gateway.pool_allocation:
+    organizations:
+      - 0b5e9b7c-1a2b-4c3d-8e9f-001122334455
+      - 7c1d2e3f-4a5b-4c6d-8e7f-8899aabbccdd
+  register: claims
+  # Each organization that was not claimed is in claims.failed_organizations; the others go on.
+  failed_when: false
+  delegate_to: localhost
+
 - name: End the allocation once the gateway was recycled
   demiurge.gateway.pool_allocation:
     organization: 0b5e9b7c-1a2b-4c3d-8e9f-001122334455
@@ -97,9 +117,36 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+allocations:
+  description:
+    - With O(organizations), the allocation of each organization claimed or activated (as
+      RV(allocation)), by canonical UUID.
+  returned: with O(organizations)
+  type: dict
+  sample: {"0b5e9b7c-1a2b-4c3d-8e9f-001122334455": {"allocation_id": "5d0f6c1e-3b7a-4e51-9a55-0e6f1c2d3b4a",
+           "organization": "0b5e9b7c-1a2b-4c3d-8e9f-001122334455", "status": "allocating", "gateway_name": "gw-001"}}
+created_organizations:
+  description: With O(organizations), the organizations this call claimed a new gateway for (see RV(created)).
+  returned: with O(organizations) and O(state=present)
+  type: list
+  elements: str
+  sample: ["0b5e9b7c-1a2b-4c3d-8e9f-001122334455"]
+failed_organizations:
+  description: With O(organizations), each organization that was not claimed (or activated), with the cause.
+  returned: with O(organizations)
+  type: dict
+  sample: {"7c1d2e3f-4a5b-4c6d-8e7f-8899aabbccdd": "Pool exhausted on 127.0.0.1:15432/demiurge: no ready gateway is available"}
+unknown_organizations:
+  description:
+    - The organizations of RV(failed_organizations) that may have been claimed (or activated) all the
+      same (a commit whose connection was lost); reconcile.yml settles them once their lease expires.
+  returned: with O(organizations)
+  type: list
+  elements: str
+  sample: []
 created:
   description: Whether this call claimed a new gateway (false when the organization already held one).
-  returned: for O(state=present)
+  returned: for O(state=present) with O(organization)
   type: bool
   sample: true
 held:
@@ -114,7 +161,7 @@ lease_holder:
   sample: 7f1d5a0e-9f1e-4c55-8d0e-2b4c1a9e3f10
 allocation:
   description: The allocation with its gateway and journaled steps; null when there is none.
-  returned: always
+  returned: unless O(organizations) is given
   type: dict
   sample: {"allocation_id": "5d0f6c1e-3b7a-4e51-9a55-0e6f1c2d3b4a", "organization": "0b5e9b7c-1a2b-4c3d-8e9f-001122334455",
            "status": "allocating", "lease_holder": "7f1d5a0e-9f1e-4c55-8d0e-2b4c1a9e3f10", "gateway_name": "gw-001",

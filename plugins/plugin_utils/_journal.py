@@ -13,7 +13,7 @@ durable before the work begins; a connection lost meanwhile is replaced once.
 
 from __future__ import annotations
 
-from ansible_collections.demiurge.gateway.plugins.module_utils._errors import DatabaseError, GatewayError
+from ansible_collections.demiurge.gateway.plugins.module_utils._errors import DatabaseError, GatewayError, LeaseHeldError
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_db import connect
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_ops import write_step
 
@@ -37,12 +37,28 @@ def _detail(result):
     return detail
 
 
-class JournaledStep:
-    """with JournaledStep(journal, host) as step: result = work(); step.finish(result)"""
+class _Journal:
+    """One connection for a call's records, each in its own transaction."""
 
     def __init__(self, journal, host):
         self.journal = dict(journal, host=host or "")
         self.conn = None
+
+    def _write(self, params, state, detail=None):
+        try:
+            write_step(params, state, detail, conn=self.conn)
+            return
+        except DatabaseError:
+            if not self.conn.broken:
+                raise
+        # The connection was lost while the step ran: the record is an upsert, so once more is safe.
+        self.conn.close()
+        self.conn = connect(self.journal)
+        write_step(params, state, detail, conn=self.conn)
+
+
+class JournaledStep(_Journal):
+    """with JournaledStep(journal, host) as step: result = work(); step.finish(result)"""
 
     def __enter__(self):
         self.conn = connect(self.journal)
@@ -54,27 +70,70 @@ class JournaledStep:
         return self
 
     def finish(self, result):
-        self._record(outcome(result), _detail(result))
+        self._write(self.journal, outcome(result), _detail(result))
 
     def __exit__(self, exc_type, exc, tb):
         try:
             if exc_type is not None and issubclass(exc_type, Exception):
                 try:
-                    self._record("unknown", {"error": str(exc)[:500]})
+                    self._write(self.journal, "unknown", {"error": str(exc)[:500]})
                 except GatewayError:
                     pass  # The task's own error says more; left "started", the step is undone all the same.
         finally:
             self.conn.close()
         return False
 
-    def _record(self, state, detail):
-        try:
-            write_step(self.journal, state, detail, conn=self.conn)
-            return
-        except DatabaseError:
-            if not self.conn.broken:
-                raise
-        # The connection was lost while the step ran: the record is an upsert, so once more is safe.
-        self.conn.close()
+
+class JournaledBatch(_Journal):
+    """The journal of a call that changes many organizations (`allocations`: organization ->
+    allocation id): a `started` record for each before the work, on one connection, then each
+    organization's own outcome. An organization whose record cannot be written (its allocation is
+    no longer live under this run's lease) is left out of the work: see `refused`."""
+
+    def __init__(self, journal, host):
+        super().__init__(journal, host)
+        self.allocations, self.refused = {}, {}
+
+    def __enter__(self):
         self.conn = connect(self.journal)
-        write_step(self.journal, state, detail, conn=self.conn)
+        try:
+            for organization, allocation_id in self.journal["allocations"].items():
+                try:
+                    write_step(self._params(allocation_id), "started", conn=self.conn)
+                    self.allocations[organization] = allocation_id
+                except LeaseHeldError as exc:
+                    self.refused[organization] = str(exc)
+        except GatewayError:
+            self.conn.close()
+            raise
+        return self
+
+    def finish(self, result):
+        """Record each organization's outcome: the result's failed_organizations fail alone (unknown
+        when listed in unknown_organizations); a failure of the whole call is each one's."""
+        failed = result.get("failed_organizations")
+        unknown = set(result.get("unknown_organizations") or ())
+        for organization, allocation_id in self.allocations.items():
+            if failed is None:
+                state, detail = outcome(result), _detail(result)
+            elif organization in failed:
+                state = "unknown" if organization in unknown else "failed"
+                detail = {"error": str(failed[organization])[:500]}
+            else:
+                state, detail = "done", {}
+            self._write(self._params(allocation_id), state, detail)
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is not None and issubclass(exc_type, Exception):
+                for allocation_id in self.allocations.values():
+                    try:
+                        self._write(self._params(allocation_id), "unknown", {"error": str(exc)[:500]})
+                    except GatewayError:
+                        break  # The task's own error says more; left "started", each step is undone all the same.
+        finally:
+            self.conn.close()
+        return False
+
+    def _params(self, allocation_id):
+        return dict(self.journal, allocation_id=allocation_id)

@@ -40,7 +40,7 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._errors import (
 from ansible_collections.demiurge.gateway.plugins.module_utils._http import tls_context
 from ansible_collections.demiurge.gateway.plugins.module_utils._journal import journal_argument_spec
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import Call, failure
-from ansible_collections.demiurge.gateway.plugins.plugin_utils._journal import JournaledStep
+from ansible_collections.demiurge.gateway.plugins.plugin_utils._journal import JournaledBatch, JournaledStep
 
 _RULES = ("mutually_exclusive", "required_together", "required_one_of", "required_if", "required_by")
 
@@ -138,18 +138,52 @@ class LocalFirstAction(ActionBase):
             if checked.error_messages:
                 raise InvalidInputError("journal: %s" % "; ".join(checked.error_messages))
             host = self._task.delegate_to or task_vars.get("inventory_hostname")
-            with JournaledStep(checked.validated_parameters["journal"], host) as step:
-                work = self._work(module_args, task_vars)
-                try:
-                    step.finish(work)
-                except GatewayError as exc:
-                    if not work.get("failed"):
-                        raise
-                    work.setdefault("warnings", []).append("The journal did not record this failure: %s" % exc)
+            journal = checked.validated_parameters["journal"]
+            if journal["allocations"] is not None:
+                work = self._run_batch_journaled(journal, host, module_args, task_vars)
+            else:
+                with JournaledStep(journal, host) as step:
+                    work = self._work(module_args, task_vars)
+                    self._finish(step, work)
         except GatewayError as exc:
             work = failure(exc)
         result.update(work)
         return remove_values(result, [journal.get("login_password")] if journal.get("login_password") else [])
+
+    @staticmethod
+    def _finish(journal, work):
+        try:
+            journal.finish(work)
+        except GatewayError as exc:
+            if not work.get("failed"):
+                raise
+            work.setdefault("warnings", []).append("The journal did not record this failure: %s" % exc)
+
+    def _run_batch_journaled(self, journal, host, module_args, task_vars):
+        """A many-organizations call: each organization journaled on its own allocation; one whose
+        allocation is no longer this run's is left out and fails alone."""
+        option = self.DEFINITION.batch
+        if option is None or not isinstance(module_args.get(option), list):
+            raise InvalidInputError("journal.allocations needs the module's many-organizations option%s"
+                                    % (" (%s)" % option if option else ", which this module does not have"),
+                                    hint="Use journal.allocation_id for a call that changes one organization")
+        journal = dict(journal, allocations={str(key).lower(): value for key, value in journal["allocations"].items()})
+        entries = module_args[option]
+        unnamed = sorted({str(entry.get("organization")) for entry in entries
+                          if str(entry.get("organization")).lower() not in journal["allocations"]})
+        if unnamed:
+            raise InvalidInputError("journal.allocations names no allocation for %s" % ", ".join(unnamed),
+                                    hint="Name the allocation of every organization in %s; nothing was changed" % option)
+        with JournaledBatch(journal, host) as batch:
+            kept = [entry for entry in entries if str(entry["organization"]).lower() not in batch.refused]
+            work = self._work(dict(module_args, **{option: kept}), task_vars) if kept else {"changed": False}
+            self._finish(batch, work)
+        if batch.refused:
+            failed = dict(work.get("failed_organizations") or {}, **batch.refused)
+            work.update(failed=True, failed_organizations=failed, outcome=work.get("outcome", "not_applied"),
+                        msg="%d of %d organizations were not changed: %s" % (
+                            len(failed), len(entries), "; ".join("%s: %s" % item for item in sorted(failed.items()))))
+        return work
 
     def _validated(self):
         """The task's arguments checked against the module's own spec, with environment fallbacks."""

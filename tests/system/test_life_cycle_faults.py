@@ -115,11 +115,16 @@ def test_release_killed_anywhere_is_repaired(data_org, task, offset):
     assert newest_projects(data_org) == set(PROJECTS), "the release's snapshot holds every project"
 
 
+# A list goes step by step, each step one task for all its organizations (tasks/allocate_batch.yml).
+BATCH_TASKS = ["Claim a ready gateway for each organization", "Publish the organizations' names",
+               "Route the organizations on every edge", "Restore each organization's data", "Hand each gateway to its organization",
+               "Mark the allocations active", "Publish the result for AWX"]
+
+
 @kill_matrix
-@pytest.mark.parametrize("task", ["Publish the organization's names", "Route the organization on every edge",
-                                  "Hand the gateway to the organization"])
+@pytest.mark.parametrize("task", BATCH_TASKS)
 def test_a_batch_killed_anywhere_is_repaired(task):
-    """Three organizations in one run, all of them somewhere in their steps when the run dies."""
+    """Three organizations in one run, all of them at the same step when the run dies."""
     organizations = [str(uuid.uuid4()) for dummy in range(3)]
     rc, out = run_and_kill("allocate", task, 0.1, organization_ids=organizations, allocation_lease_seconds=1)
     assert rc in (0, -signal.SIGKILL), out[-3000:]
@@ -398,6 +403,18 @@ def test_check_mode_predicts_and_changes_nothing():
     assert rc == 0 and "failed=0" in out, out[-3000:]
     assert live(organization)[2] == "active"
     assert run("release", organization)[0] == 0
+
+
+def test_check_mode_of_a_list_predicts_every_step_and_changes_nothing():
+    organizations = [str(uuid.uuid4()) for dummy in range(3)]
+    with db() as conn:
+        events = conn.execute("SELECT count(*) FROM gateway_events").fetchone()[0]
+    rc, dummy, out = run("allocate", check=True, organization_ids=organizations)
+    assert rc == 0 and "failed=0" in out and "demiurge_allocation_rollback" not in out, out[-3000:]
+    assert all("org-%s" % organization in out for organization in organizations), "the diff shows each one's names"
+    assert all(live(organization) is None for organization in organizations)
+    with db() as conn:
+        assert conn.execute("SELECT count(*) FROM gateway_events").fetchone()[0] == events, "not even an event"
 
 
 @pytest.mark.parametrize("value", [" 0b5e9b7c-1a2b-4c3d-8e9f-001122334455", "0b5e9b7c-1a2b-4c3d-8e9f-001122334455\n"])

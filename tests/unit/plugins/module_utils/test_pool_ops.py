@@ -60,7 +60,7 @@ class Connection:
 PARAMS = {"login_host": "db", "login_port": 5432, "login_user": "demiurge", "login_password": None, "login_db": "demiurge",
           "connect_timeout": 1, "organization": ORG, "state": "present", "lease_seconds": 60, "lease_holder": None,
           "allocation_id": None, "wait_seconds": 0.0, "reason": "released", "gateway_status": "resetting",
-          "gateway_reason": None}
+          "gateway_reason": None, "organizations": None}
 
 
 @pytest.fixture
@@ -214,3 +214,32 @@ def test_a_gateway_is_put_in_service_only_when_healthy(db, monkeypatch):
     with pytest.raises(InvalidInputError, match="does not answer GET http://127.0.0.1:21001/collab/ping with 200"):
         _pool_ops.ensure_gateway(Call(dict(GATEWAY, status="ready"), False, False, None))
     assert conn.ran("proc_gateway_new") == [] and conn.ran("proc_gateways_set_ready") == []
+
+
+def test_a_list_claims_each_organization_once_and_fails_only_the_ones_that_fail(monkeypatch):
+    from ansible_collections.demiurge.gateway.plugins.module_utils._errors import DatabaseError, GatewayError, PoolExhaustedError
+    exhausted, lost = "7c1d2e3f-4a5b-4c6d-8e7f-8899aabbccdd", "1f2e3d4c-5b6a-4978-8a9b-0c1d2e3f4a5b"
+    claimed = []
+
+    def claim(call_, organization, holder):
+        claimed.append((organization, holder))
+        if organization == exhausted:
+            raise PoolExhaustedError("Pool exhausted on db: no ready gateway is available")
+        if organization == lost:
+            raise DatabaseError("The connection was lost while committing; whether the change was written is unknown")
+        return {"changed": True, "created": True, "allocation": {"allocation_id": "a-" + organization[:4]}}
+
+    monkeypatch.setitem(_pool_ops._BATCH_STATES, "present", claim)
+    with pytest.raises(GatewayError, match="3 of 5 organizations were not claimed") as failed:
+        _pool_ops.ensure_allocation(call(organization=None, lease_holder="run-1",
+                                         organizations=[ORG, exhausted, "not-a-uuid", ORG.upper(), lost]))
+    details = failed.value.details
+    assert claimed == [(ORG, "run-1"), (exhausted, "run-1"), (lost, "run-1")], "once each, under one holder"
+    assert details["allocations"] == {ORG: {"allocation_id": "a-0b5e"}} and details["created_organizations"] == [ORG]
+    assert sorted(details["failed_organizations"]) == sorted([exhausted, "not-a-uuid", lost])
+    assert details["unknown_organizations"] == [lost] and details["outcome"] == "unknown", "a lost commit may have claimed"
+
+
+def test_a_list_takes_only_claims_and_activations():
+    with pytest.raises(InvalidInputError, match="organizations takes state present or active, not absent"):
+        _pool_ops.ensure_allocation(call(organization=None, organizations=[ORG], state="absent"))
