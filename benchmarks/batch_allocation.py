@@ -10,8 +10,10 @@ interrupted run left some. Reported, in seconds:
 
     separate_allocate / separate_release   the organizations one ansible-playbook run each, in turn
                                            (the baseline: how a list was allocated before)
-    batch_allocate_fN / batch_release_fN   one run with organization_ids and -f N
-    ratio                                  separate over batch
+    batch_allocate                         one run with organization_ids, once per round (a list's
+                                           steps run on the controller: -f does not matter)
+    batch_release_fN                       one run with organization_ids and -f N (a host each)
+    ratio_allocate                         separate over batch, per round
 """
 
 import argparse
@@ -96,11 +98,12 @@ def main():
         result = {"organizations": args.organizations,
                   "separate_allocate": one_by_one("allocate", organizations),
                   "separate_release": one_by_one("release", organizations)}
+        # A list's allocation is one host whatever -f says; its release runs a host per organization.
         for forks in args.forks:
             organizations = [str(uuid.uuid4()) for dummy in range(args.organizations)]
-            result["batch_allocate_f%d" % forks] = batch("allocate", organizations, forks)
+            result.setdefault("batch_allocate", []).append(batch("allocate", organizations, forks))
             result["batch_release_f%d" % forks] = batch("release", organizations, forks)
-            result["ratio_allocate_f%d" % forks] = round(result["separate_allocate"] / result["batch_allocate_f%d" % forks], 2)
+        result["ratio_allocate"] = [round(result["separate_allocate"] / seconds, 2) for seconds in result["batch_allocate"]]
         print(json.dumps(result))
     finally:
         try:

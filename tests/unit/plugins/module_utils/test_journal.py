@@ -21,10 +21,10 @@ class JournalConnection:
     many statements succeed, then the connection breaks as if the server had gone away; with
     `refusal`, every statement fails with it on a live connection."""
 
-    def __init__(self, lost_after=None, refusal=None, lease_lost=False):
+    def __init__(self, lost_after=None, refusal=None, lease_lost=False, leases_lost=()):
         self.lost_after, self.refusal, self.broken, self.closed = lost_after, refusal, False, False
-        self.lease_lost = lease_lost
-        self.statements, self.states, self.hosts, self.details = 0, [], [], []
+        self.lease_lost, self.leases_lost = lease_lost, set(leases_lost)
+        self.statements, self.states, self.hosts, self.details, self.records = 0, [], [], [], []
 
     def execute(self, sql, params):
         if self.refusal:
@@ -37,8 +37,10 @@ class JournalConnection:
             self.hosts.append(params["h"])
             self.states.append(params["state"])
             self.details.append(params["d"].obj)
+            self.records.append((params["a"], params["state"]))
             return Rows(None)
-        return Rows(None if self.lease_lost else ("org-1", "gw-1", "allocating"))
+        lost = self.lease_lost or (sql.startswith("UPDATE organizations_gateways") and params[1] in self.leases_lost)
+        return Rows(None if lost else ("org-1", "gw-1", "allocating"))
 
     def commit(self):
         pass
@@ -143,3 +145,43 @@ def test_a_run_that_lost_its_lease_does_not_start_the_step(monkeypatch):
 ])
 def test_outcome(result, state):
     assert _journal.outcome(result) == state
+
+
+BATCH = dict(JOURNAL, allocation_id=None, allocations={"o-1": "a1", "o-2": "a2", "o-3": "a3"})
+
+
+def run_batch(monkeypatch, work, conn):
+    """Run work(organizations the journal let through) as a journaled batch step on edge-1."""
+    monkeypatch.setattr(_journal, "connect", lambda params: conn)
+    with _journal.JournaledBatch(BATCH, "edge-1") as batch:
+        result = work(sorted(batch.allocations))
+        batch.finish(result)
+    return batch, result
+
+
+def test_each_organization_of_a_batch_gets_its_own_records_and_outcome(monkeypatch):
+    conn = JournalConnection()
+    batch, dummy = run_batch(monkeypatch, lambda organizations: {
+        "failed": True, "msg": "2 of 3 ...", "failed_organizations": {"o-2": "owned by a9", "o-3": "timed out"},
+        "unknown_organizations": ["o-3"]}, conn)
+    assert conn.records == [("a1", "started"), ("a2", "started"), ("a3", "started"),
+                            ("a1", "done"), ("a2", "failed"), ("a3", "unknown")]
+    assert conn.details[4] == {"error": "owned by a9"} and set(conn.hosts) == {"edge-1"} and conn.closed
+
+
+def test_an_organization_whose_lease_is_gone_is_left_out_of_the_batch(monkeypatch):
+    conn = JournalConnection(leases_lost=["a2"])
+    batch, result = run_batch(monkeypatch, lambda organizations: {"changed": True, "given": organizations}, conn)
+    assert result["given"] == ["o-1", "o-3"] and list(batch.refused) == ["o-2"]
+    assert "not live under this run's lease" in batch.refused["o-2"]
+    assert conn.records == [("a1", "started"), ("a3", "started"), ("a1", "done"), ("a3", "done")]
+
+
+def test_a_batch_that_failed_as_a_whole_gives_each_organization_its_outcome(monkeypatch):
+    conn = JournalConnection()
+    run_batch(monkeypatch, lambda organizations: {"failed": True, "msg": "nginx is not running", "outcome": "not_applied"}, conn)
+    assert conn.records[3:] == [("a1", "failed"), ("a2", "failed"), ("a3", "failed")]
+    conn = JournalConnection()
+    with pytest.raises(RuntimeError):
+        run_batch(monkeypatch, lambda organizations: crash(), conn)
+    assert conn.records[3:] == [("a1", "unknown"), ("a2", "unknown"), ("a3", "unknown")] and conn.closed
