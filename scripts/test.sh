@@ -127,8 +127,9 @@ stage_system() {
 
 # The stock Debian 12 path: the system's own Python 3.11 with ansible-core 2.19, the oldest core
 # requires_ansible allows. Every stage but the kill matrices (which the system stage ran) on that
-# controller: unit, sanity, lint, integration, command 1's main job on a stack of its own, the
-# benchmarks' imports, the system tests (of the real hosts, the full cycle), molecule.
+# controller: unit, sanity, lint, integration, command 1's main job on a stack of its own (which
+# converges the roles molecule tests, so molecule itself runs once, in its own stage), the
+# benchmarks' imports, the system tests (of the real hosts, the full cycle).
 COMPAT_ENV=compat-001
 # Between dev-001 (15000) and test-001 (16000), clear of both: the stack uses base + 80 to 443 and
 # its gateways base + 501 upwards.
@@ -164,7 +165,6 @@ stage_compat() {
     stage_system -m "not kill_matrix and not real_hosts and not event_driven" \
       -k "(not autoscale or check_mode) and not thirty_parallel and not each_integration_target_passes_over_ssh and not [1] and not [2]"
     stage_system -m real_hosts -k full_cycle
-    stage_molecule
   )
 }
 

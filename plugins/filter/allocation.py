@@ -24,8 +24,9 @@ def allocation_result(allocation, zone):
 
 def batch_entries(allocations, step):
     """What one task of a batch step takes for the allocations {organization: allocation}:
-    `dns` and `route` give the entries of pdns_rrset's organizations and edge_route's routes,
-    `journal` the journal's allocations (organization -> allocation id)."""
+    `dns`, `route` and `handshake` give the entries of pdns_rrset's organizations, edge_route's
+    routes and gateway_session's sessions, `journal` the journal's allocations (organization ->
+    allocation id)."""
     if step == "journal":
         return {organization: allocation["allocation_id"] for organization, allocation in allocations.items()}
     if step == "dns":
@@ -34,7 +35,10 @@ def batch_entries(allocations, step):
     if step == "route":
         return [{"organization": organization, "owner": allocation["allocation_id"], "upstream": allocation["nginx_upstream"]}
                 for organization, allocation in allocations.items()]
-    raise AnsibleFilterError("batch_entries: step must be dns, route or journal, not %r" % (step,))
+    if step == "handshake":
+        return [{"organization": organization, "allocation_id": allocation["allocation_id"], "api_url": allocation["api_url"]}
+                for organization, allocation in allocations.items()]
+    raise AnsibleFilterError("batch_entries: step must be dns, route, handshake or journal, not %r" % (step,))
 
 
 def _failed(result):

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 
@@ -80,42 +81,89 @@ def wait_healthy(api_url, path, timeout, deadline_seconds):
 
 # --- gateway_session: the handshake --------------------------------------------------------
 
-def handshake(call):
+def _hand_over(params, api_url, organization, allocation_id):
     """Store a one-time token with the allocation, then present it to the gateway, which
     exchanges it for its organization's configuration at the platform's API."""
     # Imported here: the pool operations need the pool database's driver, the health check does not.
     from ansible_collections.demiurge.gateway.plugins.module_utils._pool_ops import store_handshake_token
 
-    params = call.params
-    organization = organization_id(params["organization"])
-    if call.check_mode:
-        return {"changed": True, "organization": organization,
-                "diff": {"before": {"organization": None}, "after": {"organization": organization}}}
     token = str(uuid.uuid4())
-    store_handshake_token(params, params["allocation_id"], params["lease_holder"], token)
-    status, body = _call(params["api_url"], "POST", "/collab/start", {"tmp_handshake_token": token}, params["timeout"])
+    store_handshake_token(params, allocation_id, params["lease_holder"], token)
+    status, body = _call(api_url, "POST", "/collab/start", {"tmp_handshake_token": token}, params["timeout"])
     if status != 200:
         raise GatewayApiError("Gateway at %s refused the handshake for organization %s: HTTP %d %s"
-                              % (params["api_url"], organization, status, body.get("error", "")),
+                              % (api_url, organization, status, body.get("error", "")),
                               hint="See the gateway's log; the allocation is rolled back", status=status)
+
+
+def handshake(call):
+    params = call.params
+    if params["sessions"] is not None:
+        return _handshakes(call)
+    organization = organization_id(params["organization"])
+    if not call.check_mode:
+        _hand_over(params, params["api_url"], organization, params["allocation_id"])
     return {"changed": True, "organization": organization,
             "diff": {"before": {"organization": None}, "after": {"organization": organization}}}
+
+
+def _handshakes(call):
+    """Many gateways, `concurrency` handshakes at a time; each failure is its own organization's,
+    and the call then fails naming each."""
+    params = call.params
+    failed, unknown, done = {}, [], []
+
+    def one(session):
+        key = str(session["organization"])
+        try:
+            organization = organization_id(key)
+            if not call.check_mode:
+                _hand_over(params, session["api_url"], organization, session["allocation_id"])
+            return key, organization, None
+        except GatewayError as exc:
+            return key, None, exc
+
+    with ThreadPoolExecutor(max_workers=max(1, params["concurrency"])) as pool:
+        for key, organization, error in pool.map(one, params["sessions"]):
+            if error is None:
+                done.append(organization)
+                continue
+            failed[key] = str(error)
+            if error.details.get("outcome", error.outcome) != "not_applied":
+                unknown.append(key)
+    result = {"changed": bool(done), "organizations": done, "failed_organizations": failed, "unknown_organizations": unknown,
+              "diff": {"before": {"organizations": []}, "after": {"organizations": done}}}
+    if failed:
+        raise GatewayApiError("%d of %d gateways were not handed to their organization, the others were: %s" % (
+            len(failed), len(params["sessions"]), "; ".join("%s: %s" % item for item in sorted(failed.items()))),
+            hint="See each gateway's log; those allocations are rolled back", outcome="unknown" if unknown else "not_applied",
+            **result)
+    return result
 
 
 def session_argument_spec():
     spec = journal_argument_spec()
     spec.update(pool_db_argument_spec())
     spec.update({
-        "api_url": {"type": "str", "required": True},
-        "organization": {"type": "str", "required": True},
-        "allocation_id": {"type": "str", "required": True},
+        "api_url": {"type": "str"},
+        "organization": {"type": "str"},
+        "allocation_id": {"type": "str"},
+        "sessions": {"type": "list", "elements": "dict", "options": {
+            "api_url": {"type": "str", "required": True},
+            "organization": {"type": "str", "required": True},
+            "allocation_id": {"type": "str", "required": True},
+        }},
+        "concurrency": {"type": "int", "default": 10},
         "lease_holder": {"type": "str"},
         "timeout": {"type": "float", "default": 10},
     })
     return spec
 
 
-GATEWAY_SESSION = ModuleDef(session_argument_spec, handshake)
+GATEWAY_SESSION = ModuleDef(session_argument_spec, handshake, batch="sessions",
+                            required_together=[("api_url", "organization", "allocation_id")],
+                            mutually_exclusive=[("sessions", "api_url"), ("sessions", "organization"), ("sessions", "allocation_id")],
+                            required_one_of=[("sessions", "organization")])
 
 
 # --- gateway_recycle: the scrub --------------------------------------------------------------

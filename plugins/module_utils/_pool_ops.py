@@ -326,10 +326,11 @@ def _result(changed, allocation, before, holder, **extra):
                 diff={"before": _summary(before), "after": _summary(allocation)})
 
 
-def _claim(call, organization, holder):
+def _claim(call, organization, holder, conn=None):
     params = call.params
+    shared = conn
     try:
-        with Transaction(params, call.check_mode) as conn:
+        with Transaction(params, call.check_mode, shared) as conn:
             row = conn.execute("CALL proc_organizations_start_gateway(%s, make_interval(secs => %s))",
                                (organization, params["lease_seconds"])).fetchone()
             created = row[2]
@@ -339,7 +340,7 @@ def _claim(call, organization, holder):
     except PoolExhaustedError as exhausted:
         # The claim rolled back; the refusal is still an event (its own transaction), for the alerts.
         if not call.check_mode:
-            with Transaction(params, False) as conn:
+            with Transaction(params, False, shared) as conn:
                 event(conn, "allocation.refused", organization=organization, run=holder, cause=exhausted.msg,
                       detail={"operation": "allocate"})
         raise
@@ -359,8 +360,8 @@ def _claim(call, organization, holder):
                          hint="See that run's output for its cause, then run again")
 
 
-def _activate(call, organization, holder):
-    with Transaction(call.params, call.check_mode) as conn:
+def _activate(call, organization, holder, conn=None):
+    with Transaction(call.params, call.check_mode, conn) as conn:
         before = live_allocation(conn, organization, lock=True)
         if before is None:
             if call.check_mode and (call.params["allocation_id"] or call.params["organizations"] is not None):
@@ -461,17 +462,24 @@ def _each(call, holder):
                                 hint="Change one organization at a time with organization for state %s" % params["state"])
     one = _BATCH_STATES[params["state"]]
     results, failed, unknown = {}, {}, []
-    for given in params["organizations"]:
-        key = str(given)
-        try:
-            organization = organization_id(key)
-            if organization in results:
-                continue  # listed twice: one claim, not a wait for this very run
-            results[organization] = one(call, organization, holder)
-        except GatewayError as exc:
-            failed[key] = str(exc)
-            if exc.details.get("outcome", exc.outcome) != "not_applied":
-                unknown.append(key)
+    conn = None  # one connection for the list, each organization in a transaction of its own
+    try:
+        for given in params["organizations"]:
+            key = str(given)
+            try:
+                organization = organization_id(key)
+                if organization in results:
+                    continue  # listed twice: one claim, not a wait for this very run
+                if conn is None or conn.broken:
+                    conn = connect(params)
+                results[organization] = one(call, organization, holder, conn)
+            except GatewayError as exc:
+                failed[key] = str(exc)
+                if exc.details.get("outcome", exc.outcome) != "not_applied":
+                    unknown.append(key)
+    finally:
+        if conn is not None:
+            conn.close()
     result = {"changed": any(found["changed"] for found in results.values()), "lease_holder": holder,
               "allocations": {organization: found["allocation"] for organization, found in results.items()},
               "failed_organizations": failed, "unknown_organizations": unknown}

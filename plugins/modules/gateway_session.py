@@ -31,17 +31,40 @@ attributes:
     details: Every call is a new handshake with a new token; the allocation journal runs it once per allocation.
 options:
   api_url:
-    description: Base URL of the gateway's API.
+    description:
+      - Base URL of the gateway's API.
+      - Required with O(organization) and O(allocation_id); exactly one of O(organization) and O(sessions) is required.
     type: str
-    required: true
   organization:
     description: Organization UUID (for the messages; the gateway learns it from the platform).
     type: str
-    required: true
   allocation_id:
     description: The allocation the token belongs to.
     type: str
-    required: true
+  sessions:
+    description:
+      - Many gateways at once, O(concurrency) handshakes at a time, each with its own token. One
+        that fails fails only its own organization; the task then fails naming each organization
+        and its cause (RV(failed_organizations)).
+    type: list
+    elements: dict
+    suboptions:
+      api_url:
+        description: Base URL of the gateway's API.
+        type: str
+        required: true
+      organization:
+        description: Organization UUID.
+        type: str
+        required: true
+      allocation_id:
+        description: The allocation the token belongs to.
+        type: str
+        required: true
+  concurrency:
+    description: How many handshakes of O(sessions) run at once.
+    type: int
+    default: 10
   lease_holder:
     description: This run's lease holder id, as M(demiurge.gateway.pool_allocation) returned it.
     type: str
@@ -62,14 +85,46 @@ EXAMPLES = r"""
     lease_holder: "{{ claim.lease_holder }}"
     login_password: "{{ pool_db_password }}"
   delegate_to: localhost
+
+- name: Hand many gateways to their organizations, ten at a time
+  demiurge.gateway.gateway_session:
+    sessions:
+      - api_url: http://127.0.0.1:15501
+        organization: 0b5e9b7c-1a2b-4c3d-8e9f-001122334455
+        allocation_id: 5d0f6c1e-3b7a-4e51-9a55-0e6f1c2d3b4a
+      - api_url: http://127.0.0.1:15502
+        organization: 7c1d2e3f-4a5b-4c6d-8e7f-8899aabbccdd
+        allocation_id: 0a1b2c3d-4e5f-4a6b-8c7d-8e9f00112233
+    lease_holder: "{{ claims.lease_holder }}"
+    login_password: "{{ pool_db_password }}"
+  delegate_to: localhost
 """
 
 RETURN = r"""
 organization:
   description: Organization the gateway was handed to.
-  returned: always
+  returned: unless O(sessions) is given
   type: str
   sample: 0b5e9b7c-1a2b-4c3d-8e9f-001122334455
+organizations:
+  description: With O(sessions), the organizations whose gateway was handed over (in check mode, would be).
+  returned: with O(sessions)
+  type: list
+  elements: str
+  sample: ["0b5e9b7c-1a2b-4c3d-8e9f-001122334455"]
+failed_organizations:
+  description: With O(sessions), each organization whose gateway was not handed over (or may have been), with the cause.
+  returned: with O(sessions)
+  type: dict
+  sample: {"7c1d2e3f-4a5b-4c6d-8e7f-8899aabbccdd": "Gateway at http://127.0.0.1:15502 refused the handshake ... HTTP 503"}
+unknown_organizations:
+  description:
+    - The organizations of RV(failed_organizations) whose gateway may have taken the token all the
+      same (a timeout); their gateway is recycled when the allocation is rolled back, as any is.
+  returned: with O(sessions)
+  type: list
+  elements: str
+  sample: []
 """
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._gateway_api import GATEWAY_SESSION

@@ -40,7 +40,8 @@ RELEASE_TASKS = ["Mark the release in progress", "Push the organization's data",
                  "Remove the routes from every edge", "Recycle the gateway", "End the allocation"]
 ROLLBACK_TASKS = ["Read this run's journal", "Withdraw the organization's names", "Remove the routes from every edge",
                   "Recycle the gateway", "End the allocation"]
-OFFSETS = [0, 0.03, 0.1]
+# At the task's start (the boundary with the task before) and inside it.
+OFFSETS = [0, 0.1]
 PROJECTS = ["p-1", "p-2"]
 
 

@@ -516,10 +516,12 @@ def stored_org(size=1000000):
     return organization, written
 
 
-# Where an allocation between hosts can die: around each step that touches another host.
-ALLOCATE_TASKS = ["Route the organization on every edge", "Bundle the organization's newest snapshot on the storage host",
-                  "Restore the organization's data into the gateway", "Hand the gateway to the organization",
-                  "Mark the allocation active"]
+# Where an allocation between hosts can die with the data on its way: before the storage host
+# bundles it, with the bundle in transit, and restored on the gateway's host but not handed over.
+# The local kill matrix kills every task; a run dead with its route on one edge of two is in
+# test_two_edges, and an edge that stops answering mid-step is below.
+ALLOCATE_TASKS = ["Bundle the organization's newest snapshot on the storage host",
+                  "Restore the organization's data into the gateway", "Hand the gateway to the organization"]
 
 
 @pytest.mark.kill_matrix
@@ -556,8 +558,9 @@ def failing_handshakes():
             sh(host, "rm -f %s" % files)
 
 
-ROLLBACK_TASKS = ["Withdraw the organization's names", "Remove the routes from every edge", "Recycle the gateway",
-                  "End the allocation"]
+# Where a rollback between hosts can die: with routes still on the remote edges, and with the
+# remote gateway being wiped.
+ROLLBACK_TASKS = ["Remove the routes from every edge", "Recycle the gateway"]
 
 
 @pytest.mark.kill_matrix

@@ -7,9 +7,9 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.demiurge.gateway.plugins.filter.allocation import allocation_result, batch_entries, failed_organizations
 
 A = {"allocation_id": "a-1", "organization": "o-1", "gateway_name": "gw-001", "nginx_upstream": "127.0.0.1:15501",
-     "gateway_metadata": {"data_dir": "/d/gw-001"}}
+     "api_url": "http://127.0.0.1:15501", "gateway_metadata": {"data_dir": "/d/gw-001"}}
 B = {"allocation_id": "a-2", "organization": "o-2", "gateway_name": "gw-002", "nginx_upstream": "127.0.0.1:15502",
-     "gateway_metadata": {}}
+     "api_url": "http://127.0.0.1:15502", "gateway_metadata": {}}
 GOING = {"o-1": A, "o-2": B}
 
 
@@ -17,8 +17,9 @@ def test_each_step_gets_its_own_entries():
     assert batch_entries(GOING, "journal") == {"o-1": "a-1", "o-2": "a-2"}
     assert batch_entries(GOING, "dns") == [{"organization": "o-1", "owner": "a-1"}, {"organization": "o-2", "owner": "a-2"}]
     assert batch_entries(GOING, "route")[1] == {"organization": "o-2", "owner": "a-2", "upstream": "127.0.0.1:15502"}
-    with pytest.raises(AnsibleFilterError, match="dns, route or journal"):
-        batch_entries(GOING, "handshake")
+    assert batch_entries(GOING, "handshake")[0] == {"organization": "o-1", "allocation_id": "a-1", "api_url": "http://127.0.0.1:15501"}
+    with pytest.raises(AnsibleFilterError, match="dns, route, handshake or journal"):
+        batch_entries(GOING, "restore")
 
 
 def test_the_published_result_names_the_host_and_the_gateway():

@@ -36,9 +36,10 @@ class Gateway:
         return response
 
 
-def session_call(check_mode=False):
-    return Call({"api_url": "http://10.0.0.5:21001", "organization": ORG.upper(), "allocation_id": "a1",
-                 "lease_holder": "run-1", "timeout": 1.0}, check_mode, False, None)
+def session_call(check_mode=False, **params):
+    return Call(dict({"api_url": "http://10.0.0.5:21001", "organization": ORG.upper(), "allocation_id": "a1",
+                      "lease_holder": "run-1", "timeout": 1.0, "sessions": None, "concurrency": 4}, **params),
+                check_mode, False, None)
 
 
 @pytest.fixture
@@ -84,6 +85,42 @@ def test_check_mode_neither_stores_nor_sends(monkeypatch, tokens):
     monkeypatch.setattr(_gateway_api, "open_url", gateway)
     assert handshake(session_call(check_mode=True))["changed"]
     assert tokens == [] and gateway.calls == []
+
+
+class Gateways:
+    """open_url for many gateways, by host: port; answers as Gateway's, from several threads."""
+
+    def __init__(self, answers):
+        self.answers, self.calls = answers, []
+
+    def __call__(self, url, method=None, data=None, headers=None, timeout=None, **kwargs):
+        self.calls.append(url)
+        return Gateway({"/collab/start": self.answers[url.split("//", 1)[1].split("/", 1)[0]]})(url, method, data, headers, timeout)
+
+
+def test_many_handshakes_each_fail_alone_and_say_whether_they_may_have_applied(monkeypatch, tokens):
+    orgs = ["%08x-1a2b-4c3d-8e9f-001122334455" % n for n in range(6)]
+    answers = {"10.0.0.%d:21001" % n: 200 for n in range(6)}
+    answers["10.0.0.2:21001"] = URLError(ConnectionRefusedError(111, "refused"))
+    answers["10.0.0.4:21001"] = URLError(socket.timeout("timed out"))
+    monkeypatch.setattr(_gateway_api, "open_url", Gateways(answers))
+    sessions = [{"api_url": "http://10.0.0.%d:21001" % n, "organization": org, "allocation_id": "a%d" % n}
+                for n, org in enumerate(orgs)]
+    with pytest.raises(GatewayApiError, match="2 of 6 gateways were not handed") as raised:
+        handshake(session_call(organization=None, api_url=None, allocation_id=None, sessions=sessions))
+    details = raised.value.details
+    assert sorted(details["organizations"]) == sorted(orgs[:2] + [orgs[3], orgs[5]])
+    assert sorted(details["failed_organizations"]) == [orgs[2], orgs[4]] and details["unknown_organizations"] == [orgs[4]]
+    assert sorted(allocation for allocation, holder, token in tokens) == ["a%d" % n for n in range(6)], "a token each"
+    assert len({token for dummy, dummy2, token in tokens}) == 6
+
+
+def test_many_handshakes_in_check_mode_neither_store_nor_send(monkeypatch, tokens):
+    gateway = Gateway({})
+    monkeypatch.setattr(_gateway_api, "open_url", gateway)
+    result = handshake(session_call(check_mode=True, organization=None, api_url=None, allocation_id=None,
+                                    sessions=[{"api_url": "http://10.0.0.1:1", "organization": ORG, "allocation_id": "a1"}]))
+    assert result["changed"] and result["organizations"] == [ORG] and tokens == [] and gateway.calls == []
 
 
 class Service:

@@ -221,7 +221,8 @@ def test_a_list_claims_each_organization_once_and_fails_only_the_ones_that_fail(
     exhausted, lost = "7c1d2e3f-4a5b-4c6d-8e7f-8899aabbccdd", "1f2e3d4c-5b6a-4978-8a9b-0c1d2e3f4a5b"
     claimed = []
 
-    def claim(call_, organization, holder):
+    def claim(call_, organization, holder, conn):
+        assert conn is shared
         claimed.append((organization, holder))
         if organization == exhausted:
             raise PoolExhaustedError("Pool exhausted on db: no ready gateway is available")
@@ -229,6 +230,9 @@ def test_a_list_claims_each_organization_once_and_fails_only_the_ones_that_fail(
             raise DatabaseError("The connection was lost while committing; whether the change was written is unknown")
         return {"changed": True, "created": True, "allocation": {"allocation_id": "a-" + organization[:4]}}
 
+    shared = Connection([])
+    opened = []
+    monkeypatch.setattr(_pool_ops, "connect", lambda params: opened.append(1) or shared)
     monkeypatch.setitem(_pool_ops._BATCH_STATES, "present", claim)
     with pytest.raises(GatewayError, match="3 of 5 organizations were not claimed") as failed:
         _pool_ops.ensure_allocation(call(organization=None, lease_holder="run-1",
@@ -238,6 +242,7 @@ def test_a_list_claims_each_organization_once_and_fails_only_the_ones_that_fail(
     assert details["allocations"] == {ORG: {"allocation_id": "a-0b5e"}} and details["created_organizations"] == [ORG]
     assert sorted(details["failed_organizations"]) == sorted([exhausted, "not-a-uuid", lost])
     assert details["unknown_organizations"] == [lost] and details["outcome"] == "unknown", "a lost commit may have claimed"
+    assert opened == [1], "one connection for the list"
 
 
 def test_a_list_takes_only_claims_and_activations():
