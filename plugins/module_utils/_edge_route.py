@@ -41,6 +41,8 @@ LOCK_FILE = os.path.join("run", "routes.lock")
 QUEUE_DIR = os.path.join("run", "route-queue")
 # An answer nobody read within this time belongs to a job that died.
 STALE_ANSWER_SECONDS = 3600
+# A job waiting for the edge's lock or its answer looks again after this pause, growing to the last.
+_FIRST_PAUSE, _LAST_PAUSE = 0.005, 0.05
 NGINX_PID_FILE = os.path.join("run", "nginx.pid")
 # Response header the edge adds to every response: the upstream its live map chose.
 UPSTREAM_HEADER = "X-Demiurge-Upstream"
@@ -393,6 +395,7 @@ class RouteQueue:
         _write_atomic(self._path(rid, "req"), json.dumps(
             {"pid": os.getpid(), "started": process_start_time(os.getpid()), "request": request}))
         deadline = time.monotonic() + timeout
+        pause = _FIRST_PAUSE
         with open(self.lock_path, "a") as lock:
             while True:
                 answer = self._answer(rid)
@@ -416,7 +419,10 @@ class RouteQueue:
                                         "whether it went live is unknown" % (self.lock_path, 2 * timeout),
                                         hint="Find the stuck job on the edge (a hung nginx -t?), then run reconcile",
                                         outcome="unknown")
-                time.sleep(0.005)
+                # Waiters back off: fifty of them polling every 5 ms take the CPU that nginx -t and
+                # the reload they wait for need.
+                time.sleep(pause)
+                pause = min(pause * 1.5, _LAST_PAUSE)
 
     def _withdraw(self, rid):
         """True when the request was still waiting and is now gone; False once a holder took it."""

@@ -151,6 +151,21 @@ def failing_handshakes():
             flag.unlink()
 
 
+def test_a_batch_whose_gateways_refuse_the_handshake_rolls_each_organization_back():
+    """Every gateway refuses: each organization fails at the handshake, after its names and routes
+    went out, and each is rolled back alone and reported; nothing is left."""
+    organizations = [str(uuid.uuid4()) for dummy in range(3)]
+    with failing_handshakes():
+        rc, data, out = run("allocate", organization_ids=organizations)
+    assert rc != 0, out[-3000:]
+    published = data["gateway_allocations"]
+    for organization in organizations:
+        assert published[organization]["failed"] and "step 'handshake'" in published[organization]["cause"], published
+        assert "Allocation for organization %s was rolled back" % organization in plain(out)
+        assert live(organization) is None
+    assert not invariants.check(settled=True)
+
+
 @kill_matrix
 @pytest.mark.parametrize("offset", [0, 0.1])
 @pytest.mark.parametrize("task", ROLLBACK_TASKS)
