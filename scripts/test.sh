@@ -160,10 +160,11 @@ stage_compat() {
     for bench in "$REPO_ROOT"/benchmarks/*.py; do python "$bench" --help >/dev/null; done
     # The real hosts' faults ran in the system stage; the full cycle across hosts proves this controller.
     # Left to the system stage too: the thirty racing runs (the pool's SQL decides them, whatever the
-    # controller) and the integration targets over SSH (run above on this controller, and its SSH
-    # path is the full cycle's); of the pool's racing claims (SQL, whatever the controller), one round.
+    # controller), the integration targets over SSH (run above on this controller, and its SSH path
+    # is the full cycle's), and the modules that run no playbook at all: edge routing's Python
+    # against nginx, the pool's SQL under racing claims.
     stage_system -m "not kill_matrix and not real_hosts and not event_driven" \
-      -k "(not autoscale or check_mode) and not thirty_parallel and not each_integration_target_passes_over_ssh and not [1] and not [2]"
+      -k "(not autoscale or check_mode) and not thirty_parallel and not each_integration_target_passes_over_ssh and not test_edge_routing and not test_pool_concurrency"
     stage_system -m real_hosts -k full_cycle
   )
 }

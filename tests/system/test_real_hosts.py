@@ -222,13 +222,17 @@ def platform():
 
 @pytest.fixture
 def settled(platform):
-    """After the test: reconcile (twice: the second changes nothing), then the promises hold."""
+    """After the test: reconcile until a run changes nothing (at most twice: a run that repaired
+    something is followed by one that must find nothing), then the promises hold."""
     yield
-    # Bundles a killed run left in transit are swept at once, not after the usual ten minutes.
-    rc, out = playbook("reconcile", "-e", "allocation_lease_seconds=1", "-e", "allocation_transit_max_age=0")
-    assert rc == 0, out[-3000:]
-    rc, out = playbook("reconcile", "-e", "allocation_lease_seconds=1", "-e", "allocation_transit_max_age=0")
-    assert rc == 0 and changed(out, "localhost") == 0, out[-3000:]
+    for attempt in (1, 2):
+        # Bundles a killed run left in transit are swept at once, not after the usual ten minutes.
+        rc, out = playbook("reconcile", "-e", "allocation_lease_seconds=1", "-e", "allocation_transit_max_age=0")
+        assert rc == 0, out[-3000:]
+        if changed(out, "localhost") == 0:
+            break
+    else:
+        raise AssertionError("the second reconcile still changed something:\n" + out[-3000:])
     violations = lab_violations()
     assert not violations, "life-cycle promises broken on the hosts:\n" + "\n".join(violations)
 
