@@ -40,7 +40,7 @@ STANDINS = """\
         gateway_standin_env_name: %(env)s
         gateway_standin_name_prefix: %(prefix)s
         gateway_standin_port_base: %(port_base)d
-        gateway_standin_config_url: http://127.0.0.1:%(api_port)d
+        gateway_standin_config_url: https://127.0.0.1:%(api_port)d
         gateway_standin_pool_db: "{{ demiurge_pool_db }}"
         gateway_standin_count: %(count)d
         gateway_standin_names: %(names)s

@@ -18,6 +18,6 @@ ansible-playbook demiurge.gateway.allocate -e organization_id="$DEMO_ORG"
 
 host=org-$DEMO_ORG.$ENV_NAME.demiurge.test
 address=$(dig +short -p $((PORT_BASE + 353)) @127.0.0.1 "$host" A)
-say "$host resolves to $address (PowerDNS); asking it through nginx"
-curl -sS --fail --resolve "$host:$((PORT_BASE + 80)):$address" "http://$host:$((PORT_BASE + 80))/hello"
+say "$host resolves to $address (PowerDNS); asking its gateway for GET /collab/ping through nginx"
+curl -sS --fail --resolve "$host:$((PORT_BASE + 80)):$address" "http://$host:$((PORT_BASE + 80))/collab/ping"
 echo

@@ -125,7 +125,7 @@ def stack_variables(env_name, port_base, local_edge=True):
                          # They use the stack's platform API stand-in, whatever port base they are
                          # given: a second one would share its pid file and outlive the stack.
                          gateway_standin_env_name=env_name, gateway_standin_port_base=port_base + 500,
-                         gateway_standin_config_url="http://127.0.0.1:%d" % (port_base + 500),
+                         gateway_standin_config_url="https://127.0.0.1:%d" % (port_base + 500),
                          gateway_standin_pool_db=trust_as_template("{{ demiurge_pool_db }}"))
     return group_vars, host_vars
 

@@ -106,12 +106,47 @@ def _write_atomic(path, text, mode=0o644):
     os.rename(tmp, path)
 
 
+def read_environment_file(path):
+    """KEY=VALUE lines (blank lines and # comments skipped), as systemd's EnvironmentFile= reads
+    them without quoting. Secrets live in such a file, 0600 on the host, never in the task's options."""
+    try:
+        with open(path) as handle:
+            lines = handle.read().splitlines()
+    except OSError as exc:
+        raise InvalidInputError("Cannot read environment file %s: %s" % (path, exc.strerror),
+                                hint="Create it (mode 0600) before starting the service")
+    values = {}
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip().isidentifier():
+            # The line itself may hold a secret: only its number is named.
+            raise InvalidInputError("Line %d of environment file %s is not KEY=VALUE" % (number, path),
+                                    hint="Write one KEY=VALUE per line")
+        values[key.strip()] = value
+    return values
+
+
 class Daemon:
     """One supervised process, described by the module's options."""
 
+    @classmethod
+    def from_options(cls, options):
+        """A Daemon from the daemon module's options (defaults filled in for those not given)."""
+        merged = {key: value.get("default") for key, value in daemon_argument_spec().items()}
+        merged.update(options)
+        return cls(merged["name"], merged["pidfile"], argv=merged["argv"], log_file=merged["log_file"],
+                   user=merged["user"], chdir=merged["chdir"], environment=merged["environment"],
+                   wait_host=merged["wait_host"], wait_port=merged["wait_port"], wait_timeout=merged["wait_timeout"],
+                   stop_signal=merged["stop_signal"], reload_signal=merged["reload_signal"],
+                   stop_timeout=merged["stop_timeout"], program=merged["program"],
+                   environment_files=merged["environment_files"])
+
     def __init__(self, name, pidfile, argv=None, log_file=None, user=None, chdir=None, environment=None,
                  wait_host="127.0.0.1", wait_port=None, wait_timeout=30.0,
-                 stop_signal="TERM", reload_signal="HUP", stop_timeout=30.0, program=None):
+                 stop_signal="TERM", reload_signal="HUP", stop_timeout=30.0, program=None, environment_files=()):
         self.name = name
         self.argv = [str(arg) for arg in argv or ()]
         self.program = self.argv[0] if self.argv else None
@@ -122,6 +157,7 @@ class Daemon:
         self.user = user
         self.chdir = chdir
         self.environment = environment or {}
+        self.environment_files = list(environment_files or ())
         self.wait_host = wait_host
         self.wait_port = wait_port
         self.wait_timeout = wait_timeout
@@ -170,6 +206,8 @@ class Daemon:
             os.makedirs(os.path.dirname(path), exist_ok=True)
         env = dict(os.environ)
         env.update({key: str(value) for key, value in self.environment.items()})
+        for path in self.environment_files:
+            env.update(read_environment_file(path))
         if account is not None:
             env.update(HOME=account.pw_dir, USER=account.pw_name, LOGNAME=account.pw_name)
         log = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
@@ -305,6 +343,7 @@ def daemon_argument_spec():
         "user": {"type": "str"},
         "chdir": {"type": "path"},
         "environment": {"type": "dict", "default": {}},
+        "environment_files": {"type": "list", "elements": "path", "default": []},
         "wait_host": {"type": "str", "default": "127.0.0.1"},
         "wait_port": {"type": "int"},
         "wait_timeout": {"type": "float", "default": 30},
@@ -317,12 +356,7 @@ def daemon_argument_spec():
 
 def _daemon_body(call):
     params = call.params
-    daemon = Daemon(
-        params["name"], params["pidfile"], argv=params["argv"], log_file=params["log_file"], user=params["user"],
-        chdir=params["chdir"], environment=params["environment"], wait_host=params["wait_host"],
-        wait_port=params["wait_port"], wait_timeout=params["wait_timeout"], stop_signal=params["stop_signal"],
-        reload_signal=params["reload_signal"], stop_timeout=params["stop_timeout"], program=params["program"],
-    )
+    daemon = Daemon.from_options({key: value for key, value in params.items() if key in daemon_argument_spec() and key != "state"})
     changed, before, after = daemon.ensure(params["state"], check_mode=call.check_mode)
     recorded = read_pidfile(params["pidfile"])[1]
     if after == "running" and not changed and recorded and daemon.runs \

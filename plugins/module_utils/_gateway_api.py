@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 
-from ansible_collections.demiurge.gateway.plugins.module_utils._daemon import Daemon, daemon_argument_spec
+from ansible_collections.demiurge.gateway.plugins.module_utils._daemon import Daemon
 from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import organization_id
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import GatewayError, InvalidInputError
 from ansible_collections.demiurge.gateway.plugins.module_utils._http import open_url
@@ -32,6 +32,9 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._module import Mo
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_db import pool_db_argument_spec
 
 DEFAULT_HEALTH_PATH = "/collab/ping"
+# Where the gateway keeps its organization's session, token included, in its /tmp; it re-enters
+# that session by itself when it starts.
+SESSION_FILE = "project-config.json"
 
 
 class GatewayApiError(GatewayError):
@@ -83,9 +86,10 @@ def wait_healthy(api_url, path, timeout, deadline_seconds):
 
 def _hand_over(params, api_url, organization, allocation_id):
     """Store a one-time token with the allocation, then present it to the gateway, which
-    exchanges it for its organization's configuration at the platform's API."""
+    exchanges it for its organization's configuration at the platform's API. Only the exchange,
+    recorded in the pool, proves the handshake: the gateway's 200 alone does not."""
     # Imported here: the pool operations need the pool database's driver, the health check does not.
-    from ansible_collections.demiurge.gateway.plugins.module_utils._pool_ops import store_handshake_token
+    from ansible_collections.demiurge.gateway.plugins.module_utils._pool_ops import handshake_exchanged, store_handshake_token
 
     token = str(uuid.uuid4())
     store_handshake_token(params, allocation_id, params["lease_holder"], token)
@@ -94,6 +98,12 @@ def _hand_over(params, api_url, organization, allocation_id):
         raise GatewayApiError("Gateway at %s refused the handshake for organization %s: HTTP %d %s"
                               % (api_url, organization, status, body.get("error", "")),
                               hint="See the gateway's log; the allocation is rolled back", status=status)
+    if not handshake_exchanged(params, allocation_id, token):
+        raise GatewayApiError(
+            "Gateway at %s answered the handshake for organization %s with 200, but the platform API never "
+            "exchanged its token: the gateway holds no organization" % (api_url, organization),
+            hint="Check the gateway's platform API address (GANYMEDE_FQDN), the CA it trusts (NODE_EXTRA_CA_CERTS) "
+                 "and the platform API's log; the allocation is rolled back", status=status, outcome="not_applied")
 
 
 def handshake(call):
@@ -195,13 +205,7 @@ class Service:
     def __init__(self, spec, run_command):
         self.spec, self.run_command = spec or {}, run_command
         if "daemon" in self.spec:
-            options = {key: value.get("default") for key, value in daemon_argument_spec().items()}
-            options.update(self.spec["daemon"])
-            self.daemon = Daemon(options["name"], options["pidfile"], argv=options["argv"], log_file=options["log_file"],
-                                 user=options["user"], chdir=options["chdir"], environment=options["environment"],
-                                 wait_host=options["wait_host"], wait_port=options["wait_port"],
-                                 wait_timeout=options["wait_timeout"], stop_signal=options["stop_signal"],
-                                 stop_timeout=options["stop_timeout"])
+            self.daemon = Daemon.from_options(self.spec["daemon"])
         elif "systemd_unit" in self.spec:
             self.daemon = None
         else:
@@ -230,21 +234,24 @@ class Service:
 
 
 def recycle(call):
-    """Stop the gateway's service, wipe its data directory and check that it is empty, start it
-    again and wait for its health check, then check that the directory still holds no file.
+    """Stop the gateway's service, wipe its data directory and its private /tmp and check that both
+    are empty, start it again and wait for its health check, then check that its data directory
+    still holds no file and that it re-entered no session (no project-config.json in its /tmp).
     Never raises for the gateway's own failures: `verified` says whether it may serve again,
     `reason` why not."""
     params = call.params
     name = params["name"]
     if call.check_mode:
         return {"changed": True, "verified": True, "healthy": True, "reason": None}
+    scrubbed = [params["data_dir"]] + ([params["tmp_dir"]] if params["tmp_dir"] else [])
     try:
         service = Service(params["service"], call.run_command)
         service.stop()
-        wipe(params["data_dir"])
-        left = _files_in(params["data_dir"])
-        if left:
-            return _unverified(name, "its data directory %s still holds %s after the wipe" % (params["data_dir"], left[:5]))
+        for directory in scrubbed:
+            wipe(directory)
+            left = _files_in(directory)
+            if left:
+                return _unverified(name, "%s still holds %s after the wipe" % (directory, left[:5]))
         service.start()
     except (GatewayError, OSError, subprocess.SubprocessError) as exc:
         return _unverified(name, "recycling it failed: %s" % exc)
@@ -254,6 +261,8 @@ def recycle(call):
     left = _files_in(params["data_dir"])
     if left:
         return _unverified(name, "it wrote %s into its data directory on start" % left[:5])
+    if params["tmp_dir"] and os.path.exists(os.path.join(params["tmp_dir"], SESSION_FILE)):
+        return _unverified(name, "it re-entered a session on start (%s holds %s)" % (params["tmp_dir"], SESSION_FILE))
     return {"changed": True, "verified": True, "healthy": True, "reason": None}
 
 
@@ -266,6 +275,7 @@ def recycle_argument_spec():
         "name": {"type": "str", "required": True},
         "api_url": {"type": "str", "required": True},
         "data_dir": {"type": "path", "required": True},
+        "tmp_dir": {"type": "path"},
         "service": {"type": "dict", "required": True},
         "health_path": {"type": "str", "default": DEFAULT_HEALTH_PATH},
         "timeout": {"type": "float", "default": 5},

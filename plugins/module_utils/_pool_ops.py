@@ -554,6 +554,16 @@ def store_handshake_token(params, allocation_id, holder, token):
                              hint="Another run or reconcile.yml took it over; nothing was sent to the gateway")
 
 
+def handshake_exchanged(params, allocation_id, token):
+    """Whether the platform's API exchanged this allocation's token (func_organizations_gateways_get
+    records the exchange in the same statement that answers it). The one independent proof that a
+    gateway took its organization: the real gateway answers 200 to a token the API refused."""
+    with Transaction(params, True) as conn:
+        row = conn.execute("SELECT tmp_handshake_token_used_at IS NOT NULL FROM organizations_gateways "
+                           "WHERE id = %s AND tmp_handshake_token = %s", (allocation_id, token)).fetchone()
+    return bool(row and row[0])
+
+
 # --- pool_allocation_step -------------------------------------------------------------------
 
 def write_step(params, state, detail=None, conn=None):

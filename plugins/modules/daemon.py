@@ -71,6 +71,16 @@ options:
     description: Extra environment variables for the program.
     type: dict
     default: {}
+  environment_files:
+    description:
+      - Files of C(KEY=VALUE) lines (blank lines and C(#) comments skipped, no quoting), read on the
+        host at each start and added to the environment after O(environment), as systemd's
+        C(EnvironmentFile=) does.
+      - For secrets, which then appear in no task option, and so in no pool metadata that records the
+        service. Keep them mode C(0600).
+    type: list
+    elements: path
+    default: []
   wait_host:
     description: Address to probe with O(wait_port).
     type: str

@@ -10,11 +10,14 @@ module: gateway_recycle
 short_description: Scrub a gateway so it may serve another organization
 version_added: 0.2.0
 description:
-  - A gateway keeps its organization's state in memory and has no reset endpoint, so it is
-    recycled by restarting it with a clean data directory. This module stops the gateway's
-    service, wipes O(data_dir) and checks that it holds nothing, starts the service again, waits
-    for the health check (C(GET) O(health_path) answering 200), and checks once more that the data
-    directory holds no file (empty directories are allowed, as a gateway lays them out on start).
+  - A gateway keeps its organization's state in memory and in its C(/tmp) (C(project-config.json),
+    the organization's token included), re-enters that session by itself when it starts, and has
+    no reset endpoint. So it is recycled by restarting it with a clean data directory and a clean
+    C(/tmp). This module stops the gateway's service (its stop signal, then C(SIGKILL) after the
+    service's stop timeout), wipes O(data_dir) and O(tmp_dir) and checks that they hold nothing,
+    starts the service again, waits for the health check (C(GET) O(health_path) answering 200),
+    and checks once more that the data directory holds no file (empty directories are allowed, as a
+    gateway lays them out on start) and that O(tmp_dir) holds no C(project-config.json).
   - It never fails for the gateway's own faults. RV(verified) says whether the gateway may return
     to the pool; when it is false, RV(reason) says why, for the quarantine.
   - Runs on the gateway's host.
@@ -41,6 +44,13 @@ options:
     description: The gateway's data directory on its host.
     type: path
     required: true
+  tmp_dir:
+    description:
+      - The directory the gateway sees as its C(/tmp) (its private C(/tmp)), as its pool metadata
+        records it (C(tmp_dir)).
+      - Without it only the data directory is scrubbed, which does not clear a session the gateway
+        keeps in its C(/tmp).
+    type: path
   service:
     description:
       - How the gateway's service is stopped and started, as its pool metadata records it.
@@ -72,6 +82,7 @@ EXAMPLES = r"""
     name: "{{ allocation.gateway_name }}"
     api_url: "{{ allocation.api_url }}"
     data_dir: "{{ allocation.gateway_metadata.data_dir }}"
+    tmp_dir: "{{ allocation.gateway_metadata.tmp_dir }}"
     service: "{{ allocation.gateway_metadata.service }}"
   register: recycled
 
@@ -84,7 +95,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 verified:
-  description: Whether the gateway was restarted with an empty data directory and answers its health check.
+  description: Whether the gateway was restarted with an empty data directory and C(/tmp), answers its health check and re-entered no session.
   returned: always
   type: bool
   sample: true

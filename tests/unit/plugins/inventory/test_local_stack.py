@@ -53,7 +53,7 @@ def test_defaults_describe_dev_001(source, monkeypatch):
     # Its gateways are the stand-ins the local_stack role runs; the autoscaler reads these.
     assert [host.name for host in inventory.groups["gateway_hosts"].get_hosts()] == ["localhost"]
     assert host["gateway_standin_env_name"] == "dev-001" and host["gateway_standin_port_base"] == 15500
-    assert host["gateway_standin_config_url"] == "http://127.0.0.1:15500", "the stack's own platform API, never a second"
+    assert host["gateway_standin_config_url"] == "https://127.0.0.1:15500", "the stack's own platform API, never a second"
 
 
 def test_environment_variables_pick_the_stack(source, monkeypatch):

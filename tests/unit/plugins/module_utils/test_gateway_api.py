@@ -42,11 +42,20 @@ def session_call(check_mode=False, **params):
                 check_mode, False, None)
 
 
+class Tokens(list):
+    """The pool's side of the handshake: tokens stored, and whether the platform API exchanged them
+    (every stored token is, unless `exchanged` is set to False)."""
+
+    exchanged = True
+
+
 @pytest.fixture
 def tokens(monkeypatch):
-    stored = []
+    stored = Tokens()
     monkeypatch.setattr(_pool_ops, "store_handshake_token", lambda params, allocation, holder, token: stored.append(
         (allocation, holder, token)))
+    monkeypatch.setattr(_pool_ops, "handshake_exchanged", lambda params, allocation, token: stored.exchanged and (
+        allocation, params["lease_holder"], token) in stored)
     return stored
 
 
@@ -58,6 +67,17 @@ def test_the_handshake_stores_a_token_then_presents_it(monkeypatch, tokens):
     (allocation, holder, token), = tokens
     assert (allocation, holder) == ("a1", "run-1") and str(uuid.UUID(token)) == token
     assert gateway.calls == [("POST", "/collab/start", {"tmp_handshake_token": token})], "the token alone, never the org"
+
+
+def test_a_200_without_the_token_exchanged_is_no_handshake(monkeypatch, tokens):
+    """The real gateway answers 200 {} when the platform API refused its token (403): only the
+    exchange recorded in the pool counts."""
+    monkeypatch.setattr(_gateway_api, "open_url", Gateway({"/collab/start": 200}))
+    tokens.exchanged = False
+    with pytest.raises(GatewayApiError, match="answered the handshake for organization %s with 200, but the platform API "
+                       "never exchanged its token" % ORG) as raised:
+        handshake(session_call())
+    assert "GANYMEDE_FQDN" in str(raised.value) and failure(raised.value)["outcome"] == "not_applied"
 
 
 def test_a_refused_handshake_says_nothing_was_applied(monkeypatch, tokens):
@@ -146,8 +166,8 @@ class Service:
 
 def recycle_call(data_dir, service=None):
     return Call({"name": "gw-1", "api_url": "http://10.0.0.5:21001", "data_dir": str(data_dir),
-                 "service": service or {"daemon": {}}, "health_path": "/collab/ping", "timeout": 1.0,
-                 "health_timeout": 0.3}, False, False, None)
+                 "tmp_dir": str(data_dir.parent / "tmp"), "service": service or {"daemon": {}},
+                 "health_path": "/collab/ping", "timeout": 1.0, "health_timeout": 0.3}, False, False, None)
 
 
 @pytest.fixture
@@ -158,6 +178,9 @@ def data_dir(tmp_path, monkeypatch):
     (root / "projects" / "p-1").mkdir(parents=True)
     (root / "projects" / "p-1" / "doc.yjs").write_bytes(b"yjs")
     (root / "state.json").write_text('{"tokens": ["secret"]}')
+    # The gateway's private /tmp: the session it re-enters on start, token included.
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "tmp" / "project-config.json").write_text('{"organization_token": "secret"}')
     return root
 
 
@@ -167,7 +190,15 @@ def test_recycle_stops_wipes_then_starts_and_checks_health(monkeypatch, data_dir
     result = recycle(recycle_call(data_dir))
     assert result == {"changed": True, "verified": True, "healthy": True, "reason": None}
     assert Service.events == ["stop", "start"] and list(data_dir.iterdir()) == []
+    assert list((data_dir.parent / "tmp").iterdir()) == [], "the session in its /tmp is gone too"
     assert gateway.calls == [("GET", "/collab/ping", None)]
+
+
+def test_a_gateway_that_re_enters_a_session_on_start_is_not_verified(monkeypatch, data_dir):
+    monkeypatch.setattr(_gateway_api, "open_url", Gateway({"/collab/ping": 200}))
+    session = data_dir.parent / "tmp" / "project-config.json"
+    result = recycle(recycle_call(data_dir, {"writes_on_start": str(session)}))
+    assert not result["verified"] and "re-entered a session on start" in result["reason"]
 
 
 def test_an_unhealthy_gateway_is_not_verified(monkeypatch, data_dir):
