@@ -2,8 +2,10 @@
 
 check(settled=True) returns every violation found (an empty list when all hold):
 - no organization's data on a gateway that is not allocated to it: a gateway without a live
-  allocation holds no file in its data directory and no organization in memory (the stand-in's
-  /standin/state), and a gateway holds no other organization than its allocation's;
+  allocation holds no file in its data directory, no session in its /tmp (project-config.json, the
+  organization's token included, which the real gateway re-enters on start) and no organization
+  in memory (the stand-in's /standin/state), and a gateway holds no other organization than its
+  allocation's, in its /tmp or in memory;
 - settled (after reconcile): no gateway outside ready, allocated, quarantined or retired, and no
   allocation left allocating or releasing;
 - DNS records (listed through the API, and each org name asked over the wire) and the routes on the
@@ -71,6 +73,18 @@ def served_upstream(host):
         conn.close()
 
 
+def session_of(tmp_dir):
+    """The organization whose session a gateway's /tmp holds (None for none; '?' for a file that
+    does not parse, which still holds whatever it holds)."""
+    try:
+        with open(os.path.join(tmp_dir, "project-config.json")) as handle:
+            return str(json.load(handle).get("organization_id") or "?")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, AttributeError):
+        return "?"
+
+
 def _gateways_and_allocations():
     with db() as conn:
         gateways = conn.execute("SELECT id, name, status, api_url, nginx_upstream, metadata FROM gateways").fetchall()
@@ -86,13 +100,21 @@ def _gateway_violations(gateways, by_gateway):
         files = _files(metadata.get("data_dir")) if metadata.get("data_dir") else []
         memory = _standin_state(api_url) if metadata.get("kind") == "stand-in" else None
         holds = (memory or {}).get("organization")
+        session = session_of(metadata["tmp_dir"]) if metadata.get("tmp_dir") else None
         if allocation is None:
             if files:
                 found.append("gateway %s (%s, no allocation) holds files %s" % (name, status, files[:3]))
             if holds:
                 found.append("gateway %s (%s, no allocation) serves organization %s from memory" % (name, status, holds))
-        elif holds and holds != str(allocation[1]):
+            if session:
+                found.append("gateway %s (%s, no allocation) holds the session of organization %s in its /tmp"
+                             % (name, status, session))
+            continue
+        if holds and holds != str(allocation[1]):
             found.append("gateway %s, allocated to %s, serves organization %s" % (name, allocation[1], holds))
+        if session and session != str(allocation[1]):
+            found.append("gateway %s, allocated to %s, holds the session of organization %s in its /tmp"
+                         % (name, allocation[1], session))
     return found
 
 

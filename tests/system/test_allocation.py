@@ -2,6 +2,7 @@
 against the test stack: real PostgreSQL, PowerDNS, nginx and gateway stand-ins."""
 
 import os
+import signal
 import subprocess
 import threading
 import uuid
@@ -35,7 +36,7 @@ def dns_status(organization):
 def through_edge(organization, sub=None):
     host = "%sorg-%s.%s" % (sub + "." if sub else "", organization, DOMAIN)
     out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %header{x-gateway}", "-H", "Host: " + host,
-                          "http://127.0.0.1:%s/" % os.environ["DEMIURGE_TEST_HTTP_PORT"]],
+                          "http://127.0.0.1:%s/collab/ping" % os.environ["DEMIURGE_TEST_HTTP_PORT"]],
                          capture_output=True, text=True, check=False).stdout.split(" ", 1)
     return int(out[0]), (out[1] if len(out) > 1 else "")
 
@@ -137,7 +138,7 @@ def test_bad_role_input_fails_before_the_first_step():
 
 FAULTS = ["powerdns refuses the key", "powerdns is down", "nginx config broken by a foreign file",
           "nginx is not running", "handshake answers 500", "handshake fails and the gateway is unhealthy",
-          "database unreachable during a step"]
+          "the platform API refuses the token", "the platform API hangs", "database unreachable during a step"]
 
 
 def fault(name):
@@ -153,6 +154,10 @@ def fault(name):
         "handshake answers 500": ({}, "fail-handshake", "HTTP 500", "handshake"),
         "handshake fails and the gateway is unhealthy": ({"allocation_gateway_health_timeout": 2}, "unhealthy", "HTTP 500",
                                                          "handshake"),
+        # The gateway answers 200 {} all the same, as the real one does: only the pool shows nothing was exchanged.
+        "the platform API refuses the token": ({}, "api-refuses", "never exchanged its token", "handshake"),
+        # A hang, not a refusal: the gateway's call to the API times out and the handshake with it.
+        "the platform API hangs": ({}, "api-hangs", "Gateway at", "handshake"),
         # The step's own database connection (its journal) is lost; the rescue's is not.
         "database unreachable during a step": ({"__allocation_journal_options": {
             "login_port": 9, "login_password": "x", "lease_seconds": 60, "connect_timeout": 2}}, None,
@@ -167,7 +172,7 @@ class Injected:
         self.injection = injection
         self.routes = Path(state_path(ENV, "nginx", "routes"))
         self.nginx_pid = Path(state_path(ENV, "nginx", "run", "nginx.pid"))
-        self.files, self.saved_pid = [], None
+        self.files, self.saved_pid, self.stopped = [], None, None
 
     def __enter__(self):
         if self.injection == "foreign":
@@ -176,6 +181,11 @@ class Injected:
             # Without its pid file the edge cannot signal nginx: the reload fails.
             self.saved_pid = self.nginx_pid.read_text()
             self.nginx_pid.unlink()
+        elif self.injection == "api-refuses":
+            self.files.append(Path(state_path(ENV, "platform-api", "refuse-config")))
+        elif self.injection == "api-hangs":
+            self.stopped = int(Path(state_path(ENV, "run", "platform-api.pid")).read_text().split()[0])
+            os.kill(self.stopped, signal.SIGSTOP)
         elif self.injection in ("fail-handshake", "unhealthy"):
             self.files.extend(all_gateways("fail-handshake"))
             if self.injection == "unhealthy":
@@ -189,6 +199,8 @@ class Injected:
             path.unlink()
         if self.saved_pid is not None:
             self.nginx_pid.write_text(self.saved_pid)
+        if self.stopped is not None:
+            os.kill(self.stopped, signal.SIGCONT)
 
 
 @pytest.mark.parametrize("name", FAULTS)

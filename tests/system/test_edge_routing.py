@@ -45,12 +45,16 @@ def free_port():
 
 
 @pytest.fixture(scope="module")
-def gateways():
-    """Two running stand-ins: name -> upstream."""
+def gateways(tmp_path_factory):
+    """Two running stand-ins: name -> upstream. No platform API answers their ready report, which
+    does not stop them from serving."""
     procs, upstreams = [], {}
     for name in ("gw-a", "gw-b"):
-        port = free_port()
-        procs.append(subprocess.Popen([sys.executable, str(STANDIN), "--name", name, "--port", str(port)]))
+        port, root = free_port(), tmp_path_factory.mktemp(name)
+        env = dict(os.environ, GATEWAY_ID=name, GATEWAY_TOKEN="t", GATEWAY_HMAC_SECRET="s", GANYMEDE_FQDN="127.0.0.1:1",
+                   SERVER_BIND='[{"host": "127.0.0.1", "port": %d}]' % port, GATEWAY_SCRIPTS_DIR=str(root))
+        procs.append(subprocess.Popen([sys.executable, str(STANDIN), "--name", name, "--tmp-dir", str(root), "--data-dir",
+                                       str(root)], env=env, stdout=subprocess.DEVNULL))
         upstreams[name] = "127.0.0.1:%d" % port
     for upstream in upstreams.values():
         deadline = time.monotonic() + 10
@@ -81,7 +85,7 @@ def route(edge, org, check_mode=False, **overrides):
     return dict(result, warnings=warnings)
 
 
-def get(edge, host, path="/"):
+def get(edge, host, path="/collab/ping"):
     """(status, X-Gateway header) of one request through the edge."""
     with socket.create_connection(("127.0.0.1", edge["port"]), timeout=5) as conn:
         conn.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path, host)).encode())
@@ -125,7 +129,7 @@ def test_websocket_upgrade_passes_through(edge, gateways):
     try:
         with socket.create_connection(("127.0.0.1", edge["port"]), timeout=5) as conn:
             key = base64.b64encode(os.urandom(16)).decode()
-            conn.sendall(("GET /collab HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            conn.sendall(("GET /standin/ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                           "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (host_of(edge, org, "uc-1"), key)).encode())
             head = b""
             while b"\r\n\r\n" not in head:

@@ -125,7 +125,7 @@ def live():
     return {str(row[0]): {"allocation_id": str(row[1]), "status": row[2], "gateway": row[3]} for row in rows}
 
 
-def http(edge, organization, path="/hello"):
+def http(edge, organization, path="/collab/ping"):
     """(status, headers, body) of a request for the organization's name through one edge."""
     request = urllib.request.Request("http://%s:%d%s" % (ADDRESS[edge], HTTP_PORT, path),
                                      headers={"Host": "org-%s.%s" % (organization, ZONE)})

@@ -29,7 +29,9 @@ Where it differs from the platform, and why:
   stand-in's key, not the platform's JWT; organization names, projects and members come from
   nowhere (the pool has none): the name is org-<uuid>, the lists are empty;
 - data pushed is kept under --data-dir as <organization>.json, as the platform does under its
-  org-data; a pull answers from there.
+  org-data; a pull answers from there;
+- a fault for the tests: while --refuse-file exists, /gateway/config refuses every token (403, as
+  the platform answers a token it does not know) without exchanging it.
 Needs psycopg (the controller's Python has it). The database comes from the PG* environment
 variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE), as libpq reads them.
 """
@@ -96,7 +98,7 @@ class Tokens:
         return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
-def handler_for(conninfo, tokens, data_dir):
+def handler_for(conninfo, tokens, data_dir, refuse_file):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -128,6 +130,8 @@ def handler_for(conninfo, tokens, data_dir):
             try:
                 token = str(uuid.UUID(str(body["tmp_handshake_token"])))
             except (ValueError, KeyError):
+                return 403, {"error": "Invalid handshake token"}
+            if refuse_file and os.path.exists(refuse_file):
                 return 403, {"error": "Invalid handshake token"}
             with psycopg.connect(**conninfo) as conn:
                 row = conn.execute("SELECT organization_id, allocation_id, gateway_id "
@@ -237,6 +241,7 @@ def main():
     parser.add_argument("--key", required=True)
     parser.add_argument("--token-key-file", required=True, help="the key its organization tokens are signed with")
     parser.add_argument("--data-dir", required=True, help="where pushed organization data is kept")
+    parser.add_argument("--refuse-file", default=None, help="refuse every handshake token while this file exists")
     args = parser.parse_args()
     with open(args.token_key_file, "rb") as handle:
         tokens = Tokens(handle.read().strip())
@@ -244,7 +249,7 @@ def main():
     conninfo = {"connect_timeout": 5, "autocommit": True, "application_name": "demiurge.platform-api-standin"}
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(args.cert, args.key)
-    TLSServer((args.listen, args.port), handler_for(conninfo, tokens, args.data_dir), context).serve_forever()
+    TLSServer((args.listen, args.port), handler_for(conninfo, tokens, args.data_dir, args.refuse_file), context).serve_forever()
 
 
 if __name__ == "__main__":
