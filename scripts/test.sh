@@ -116,12 +116,14 @@ stage_integration() {
 # Extra arguments go to pytest (the compat stage leaves the kill matrices to this stage).
 stage_system() {
   test_env_vars
+  # The platform's real gateway (../shared/realgw) runs on Node.js; its tests skip, saying why, without it.
+  command -v node >/dev/null || install_system_packages nodejs
   DEMIURGE_TEST_RULEBOOK=$(install_rulebook)
   export DEMIURGE_TEST_RULEBOOK
   # ansible-runner forks from test threads; the forkpty warning that causes is noise here. The
   # stage takes about 37 minutes; timeout signals the whole process group, a test's playbook too.
   # The slowest tests are listed, to see where the suite's time goes.
-  timeout 2700 env PYTHONPATH="$SOURCE_ROOT:$REPO_ROOT/tests/system" python -m pytest -p no:cacheprovider -q -W ignore::DeprecationWarning \
+  timeout 2700 env PYTHONPATH="$SOURCE_ROOT:$REPO_ROOT/tests/system" python -m pytest -p no:cacheprovider -q -rs -W ignore::DeprecationWarning \
     --durations=25 "$REPO_ROOT/tests/system" "$@"
 }
 

@@ -20,7 +20,7 @@ ENV = os.environ.get("DEMIURGE_TEST_ENV")
 REPO = Path(os.environ.get("DEMIURGE_TEST_REPO", Path(__file__).resolve().parents[2]))
 DOMAIN = "%s.demiurge.test" % ENV
 # Services a run may start (a recycled gateway): they outlive the run in production too.
-SERVICES = ("gateway_standin.py", "platform_api_standin.py")
+SERVICES = ("gateway_standin.py", "platform_api_standin.py", "gateway-build.js")
 
 
 def runner_env(**extra):
