@@ -103,15 +103,24 @@ MALFORMED_BATCHES = {
     "not-all-strings": {"organization_ids": ["0b5e9b7c-1a2b-4c3d-8e9f-001122334455", None]},
     "with-organization_id": {"organization_ids": ["0b5e9b7c-1a2b-4c3d-8e9f-001122334455"],
                              "organization_id": "0b5e9b7c-1a2b-4c3d-8e9f-001122334456"},
+    # Each was once dropped silently: neither allocated nor reported, rc 0.
+    "entries-not-uuids": {"organization_ids": ["0b5e9b7c-1a2b-4c3d-8e9f-001122334455\n", " 0b5e9b7c-1a2b-4c3d-8e9f-001122334456",
+                                               "0b5e9b7c-1a2b-4c3d-8e9f-001122334457,", "0b5e9b7c-1a2b-4c3d-8e9f-00112233445:",
+                                               "0b5e9b7c-1a2b-4c3d-8e9f-001122334458"]},
 }
 
 
 # Both playbooks import the same check: every kind through allocate.yml, one through release.yml.
-@pytest.mark.parametrize("playbook, kind", [("allocate", kind) for kind in MALFORMED_BATCHES] + [("release", "string")])
+@pytest.mark.parametrize("playbook, kind", [("allocate", kind) for kind in MALFORMED_BATCHES]
+                         + [("release", "string"), ("release", "entries-not-uuids")])
 def test_a_malformed_batch_changes_nothing(playbook, kind):
     before = stats()
     rc, dummy, out = run(playbook, **MALFORMED_BATCHES[kind])
     assert rc != 0, out[-3000:]
+    if kind == "entries-not-uuids":
+        named = plain(out)
+        assert all(bad in named for bad in ('334455\\n"', '" 0b5e9b7c', '334457,"', '445:"')), out[-3000:]
+        assert "334458" not in named.split("are not UUIDs")[1], "the good entry is not named"
     assert "Step 'organization list' on localhost" in plain(out) and "Nothing was changed" in plain(out), out[-3000:]
     assert "allocation-" not in out, "no organization's steps ran"
     assert stats() == before
