@@ -9,10 +9,10 @@ call, values only as parameters, check mode as a rolled-back transaction.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 
-from ansible.module_utils.six.moves.urllib.parse import urlsplit
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._dns_names import organization_id
 from ansible_collections.demiurge.gateway.plugins.module_utils._edge_route import parse_upstream
@@ -157,16 +157,18 @@ def ensure_gateway(call):
     return {"changed": changed, "gateway": after, "diff": {"before": _comparable(before) or {}, "after": _comparable(after)}}
 
 
+# A host name, an IPv4 literal or a bracketed IPv6 literal, then an explicit port; an optional path
+# of plain characters. Nothing else: the URL is joined with paths and sent requests.
+_API_URL = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):([0-9]{1,5})(/[A-Za-z0-9._~/-]*)?$")
+
+
 def _api_url(url):
-    """http(s)://host[:port][/path] with a port from 1 to 65535; other schemes are refused."""
-    parsed = urlsplit(url)
-    try:
-        port = parsed.port
-    except ValueError:
-        port = -1
-    if parsed.scheme not in ("http", "https") or not parsed.hostname or port == 0 or port == -1 or parsed.query:
-        raise InvalidInputError("api_url %r is not an http(s) URL with a host and a port from 1 to 65535" % (url,),
-                                hint="Give the gateway's API as http://<ip>:<port>, for example http://127.0.0.1:21001")
+    """http(s)://host:port[/path] with a port from 1 to 65535; anything else is refused."""
+    match = _API_URL.match(url or "")
+    if not match or not 1 <= int(match.group(3)) <= 65535:
+        raise InvalidInputError("api_url %r is not an http(s) URL with a host, a port from 1 to 65535 and nothing else"
+                                % (url,),
+                                hint="Give the gateway's API as http://<host>:<port>, for example http://127.0.0.1:21001")
     return url.rstrip("/")
 
 

@@ -15,7 +15,8 @@ description:
   - A gateway only becomes V(ready) once it answers its health check (C(GET) O(health_path) with
     200), and through C(proc_gateways_set_ready), which refuses while the gateway is allocated;
     addresses of an allocated gateway cannot change.
-  - O(api_url) must be an C(http) or C(https) URL with a port from 1 to 65535, and O(nginx_upstream)
+  - O(api_url) must be an C(http) or C(https) URL with a host, an explicit port from 1 to 65535 and at
+    most a plain path (no query, no white space, no other characters), and O(nginx_upstream)
     an IP literal and a port from 1 to 65535 (nginx resolves no names in the edge's map).
   - V(absent) deletes a gateway that was never allocated and retires one with allocation history.
   - One transaction per call; check mode runs it and rolls back.

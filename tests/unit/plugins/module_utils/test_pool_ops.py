@@ -198,6 +198,11 @@ GATEWAY = dict(PARAMS, name="gw-1", api_url="http://127.0.0.1:21001", nginx_upst
     ("api_url", "file:///etc/passwd", "is not an http"),
     ("api_url", "http://127.0.0.1:0", "is not an http"),
     ("api_url", "http://127.0.0.1:99999", "is not an http"),
+    # Once accepted, though the documentation refused them.
+    ("api_url", "http://a b:80", "is not an http"),
+    ("api_url", "http://evil.com;", "is not an http"),
+    ("api_url", "http://evil.com", "is not an http"),
+    ("api_url", "http://127.0.0.1:80/?x=1", "is not an http"),
     ("nginx_upstream", "gateway.example:80", "is not <ip>:<port>"),
     ("nginx_upstream", "127.0.0.1:99999", "is not <ip>:<port>"),
 ])
@@ -206,6 +211,11 @@ def test_bad_gateway_addresses_are_refused_before_any_write(db, field, value, me
     with pytest.raises(InvalidInputError, match=message):
         _pool_ops.ensure_gateway(Call(dict(GATEWAY, **{field: value}), False, False, None))
     assert conn.ran("proc_gateway_new") == [] and conn.statements[-1] == ("ROLLBACK", ())
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:21001", "https://gw-1.example.com:443/", "http://[::1]:8080/api"])
+def test_good_api_urls_are_taken(url):
+    assert _pool_ops._api_url(url) == url.rstrip("/")
 
 
 def test_a_gateway_is_put_in_service_only_when_healthy(db, monkeypatch):
