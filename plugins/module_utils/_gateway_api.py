@@ -30,6 +30,7 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._http import open
 from ansible_collections.demiurge.gateway.plugins.module_utils._journal import journal_argument_spec
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import ModuleDef
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_db import pool_db_argument_spec
+from ansible_collections.demiurge.gateway.plugins.module_utils._snapshot import written_beside
 
 DEFAULT_HEALTH_PATH = "/collab/ping"
 # Where the gateway keeps its organization's session, token included, in its /tmp; it re-enters
@@ -187,15 +188,19 @@ def _files_in(root):
     return sorted(found)
 
 
+def remove(path):
+    """Remove a file or a directory tree; nothing there is fine."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+
 def wipe(data_dir):
     """Remove everything below data_dir, keeping the directory itself (0700)."""
     os.makedirs(data_dir, mode=0o700, exist_ok=True)
     for name in os.listdir(data_dir):
-        path = os.path.join(data_dir, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        else:
-            os.unlink(path)
+        remove(os.path.join(data_dir, name))
 
 
 class Service:
@@ -235,7 +240,7 @@ class Service:
 
 def recycle(call):
     """Stop the gateway's service, wipe its data directory and its private /tmp and check that both
-    are empty, start it again and wait for its health check, then check that its data directory
+    are empty, remove what the life cycle wrote beside the data directory, start it again and wait for its health check, then check that its data directory
     still holds no file and that it re-entered no session (no project-config.json in its /tmp).
     Never raises for the gateway's own failures: `verified` says whether it may serve again,
     `reason` why not."""
@@ -252,6 +257,12 @@ def recycle(call):
             left = _files_in(directory)
             if left:
                 return _unverified(name, "%s still holds %s after the wipe" % (directory, left[:5]))
+        # What a restore or a snapshot left beside the data (a killed restore's staging holds the
+        # organization's data) is the organization's too.
+        for path in written_beside(params["data_dir"]):
+            remove(path)
+            if os.path.lexists(path):
+                return _unverified(name, "%s is still there after the wipe" % path)
         service.start()
     except (GatewayError, OSError, subprocess.SubprocessError) as exc:
         return _unverified(name, "recycling it failed: %s" % exc)

@@ -160,9 +160,24 @@ def latest_intact(storage, organization):
     return None
 
 
+def _beside(data_dir, suffix):
+    parent, name = os.path.split(os.path.normpath(os.path.abspath(data_dir)))
+    return os.path.join(parent, ".%s%s" % (name, suffix))
+
+
 def _state_path(data_dir):
-    parent, name = os.path.split(os.path.normpath(data_dir))
-    return os.path.join(parent, ".%s%s" % (name, STATE_SUFFIX))
+    return _beside(data_dir, STATE_SUFFIX)
+
+
+def _restore_staging(data_dir):
+    return _beside(data_dir, ".restore")
+
+
+def written_beside(data_dir):
+    """What the life cycle writes beside a gateway's data directory for an organization: the restore
+    staging (the organization's data while a restore runs) and the note of which snapshot the data
+    equals. A recycle removes them with the data."""
+    return [_restore_staging(data_dir), _state_path(data_dir)]
 
 
 def data_state(data_dir):
@@ -387,7 +402,7 @@ def _swap_in(data_dir, fill):
     intact, and returns False when data_dir holds it already), then swap it with data_dir in one
     rename; return whether it did."""
     parent = os.path.dirname(os.path.abspath(data_dir))
-    staging = os.path.join(parent, ".%s.restore" % os.path.basename(data_dir))
+    staging = _restore_staging(data_dir)
     shutil.rmtree(staging, ignore_errors=True)
     makedirs_private(staging)
     try:

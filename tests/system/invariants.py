@@ -4,7 +4,8 @@ check(settled=True) returns every violation found (an empty list when all hold):
 - no organization's data on a gateway that is not allocated to it: a gateway without a live
   allocation holds no file in its data directory, no session in its /tmp (project-config.json, the
   organization's token included, which the real gateway re-enters on start) and no organization
-  in memory (the stand-in's /standin/state), and a gateway holds no other organization than its
+  in memory (the stand-in's /standin/state), nor, unless quarantined, a restore's staging or a
+  snapshot's note beside its data directory; and a gateway holds no other organization than its
   allocation's, in its /tmp or in memory;
 - settled (after reconcile): no gateway outside ready, allocated, quarantined or retired, and no
   allocation left allocating or releasing;
@@ -27,7 +28,7 @@ from ansible_collections.demiurge.gateway.plugins.module_utils._edge_route impor
 from ansible_collections.demiurge.gateway.plugins.module_utils._paths import state_path
 from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_client import PdnsClient
 from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_rrset import list_organizations
-from ansible_collections.demiurge.gateway.plugins.module_utils._snapshot import list_snapshots
+from ansible_collections.demiurge.gateway.plugins.module_utils._snapshot import list_snapshots, written_beside
 
 SETTLED_GATEWAY = {"ready", "allocated", "quarantined", "retired"}
 # Configuration roots of every edge whose routes must match the live allocations; a test that adds
@@ -109,6 +110,10 @@ def _gateway_violations(gateways, by_gateway):
             if session:
                 found.append("gateway %s (%s, no allocation) holds the session of organization %s in its /tmp"
                              % (name, status, session))
+            beside = [path for path in written_beside(metadata["data_dir"]) if os.path.lexists(path)] \
+                if metadata.get("data_dir") else []
+            if beside and status != "quarantined":
+                found.append("gateway %s (%s, no allocation) has %s beside its data directory" % (name, status, beside))
             continue
         if holds and holds != str(allocation[1]):
             found.append("gateway %s, allocated to %s, serves organization %s" % (name, allocation[1], holds))

@@ -194,6 +194,18 @@ def test_recycle_stops_wipes_then_starts_and_checks_health(monkeypatch, data_dir
     assert gateway.calls == [("GET", "/collab/ping", None)]
 
 
+def test_recycle_removes_what_a_restore_and_a_snapshot_left_beside_the_data(monkeypatch, data_dir):
+    """A killed restore leaves its staging (the organization's data, tokens included) beside the
+    data directory, and a snapshot its note: both are the organization's."""
+    monkeypatch.setattr(_gateway_api, "open_url", Gateway({"/collab/ping": 200}))
+    staging = data_dir.parent / ".data.restore"
+    (staging / "projects").mkdir(parents=True)
+    (staging / "state.json").write_text('{"oauth": "token"}')
+    (data_dir.parent / ".data.snapshot-state.json").write_text('{"organization": "%s"}' % ORG)
+    assert recycle(recycle_call(data_dir))["verified"]
+    assert sorted(p.name for p in data_dir.parent.iterdir()) == ["data", "tmp"]
+
+
 def test_a_gateway_that_re_enters_a_session_on_start_is_not_verified(monkeypatch, data_dir):
     monkeypatch.setattr(_gateway_api, "open_url", Gateway({"/collab/ping": 200}))
     session = data_dir.parent / "tmp" / "project-config.json"
