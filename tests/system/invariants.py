@@ -4,8 +4,8 @@ check(settled=True) returns every violation found (an empty list when all hold):
 - no organization's data on a gateway that is not allocated to it: a gateway without a live
   allocation holds no file in its data directory, no session in its /tmp (project-config.json, the
   organization's token included, which the real gateway re-enters on start) and no organization
-  in memory (the stand-in's /standin/state), nor, unless quarantined, a restore's staging or a
-  snapshot's note beside its data directory; and a gateway holds no other organization than its
+  in memory (the stand-in's /standin/state), nor a restore's staging or a snapshot's note beside
+  its data directory; and a gateway holds no other organization than its
   allocation's, in its /tmp or in memory;
 - settled (after reconcile): no gateway outside ready, allocated, quarantined or retired, and no
   allocation left allocating or releasing;
@@ -112,7 +112,7 @@ def _gateway_violations(gateways, by_gateway):
                              % (name, status, session))
             beside = [path for path in written_beside(metadata["data_dir"]) if os.path.lexists(path)] \
                 if metadata.get("data_dir") else []
-            if beside and status != "quarantined":
+            if beside:
                 found.append("gateway %s (%s, no allocation) has %s beside its data directory" % (name, status, beside))
             continue
         if holds and holds != str(allocation[1]):
