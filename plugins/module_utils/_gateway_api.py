@@ -177,6 +177,28 @@ GATEWAY_SESSION = ModuleDef(session_argument_spec, handshake, batch="sessions",
                             required_one_of=[("sessions", "organization")])
 
 
+# --- gateway_session_info: which session a gateway holds ------------------------------------
+
+def held_session(tmp_dir):
+    """(organization, readable) of the session in a gateway's /tmp: (None, True) for none."""
+    try:
+        with open(os.path.join(tmp_dir, SESSION_FILE)) as handle:
+            session = json.load(handle)
+        return str(organization_id(session["organization_id"])), True
+    except FileNotFoundError:
+        return None, True
+    except (OSError, ValueError, KeyError, TypeError, GatewayError):
+        return None, False
+
+
+def session_info(call):
+    organization, readable = held_session(call.params["tmp_dir"])
+    return {"changed": False, "organization": organization, "readable": readable}
+
+
+GATEWAY_SESSION_INFO = ModuleDef(lambda: {"tmp_dir": {"type": "path", "required": True}}, session_info)
+
+
 # --- gateway_recycle: the scrub --------------------------------------------------------------
 
 def _files_in(root):

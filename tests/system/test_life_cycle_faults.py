@@ -457,6 +457,35 @@ def test_a_gateway_left_resetting_is_recycled_by_reconcile():
     assert list(Path(data_dir).rglob("*.yjs")) == []
 
 
+def test_reconcile_never_rolls_forward_onto_a_gateway_that_no_longer_holds_the_session():
+    """A rollback that recycled the gateway but could not journal it (the database went away) left
+    every step journaled done. Rolled forward, the organization was served by an empty gateway and
+    stuck in release. Only the session the gateway holds may prove a roll-forward."""
+    organization = uuid.uuid4()
+    assert run("allocate", organization)[0] == 0
+    with db() as conn:
+        tmp_dir = conn.execute("SELECT g.metadata->>'tmp_dir' FROM organizations_gateways og JOIN gateways g "
+                               "ON g.id = og.gateway_id WHERE og.organization_id = %s AND og.stopped_at IS NULL",
+                               (str(organization),)).fetchone()[0]
+    dead_run(organization)  # its run died before activation, every step journaled done
+    os.unlink(os.path.join(tmp_dir, "project-config.json"))  # what the unjournaled recycle took away
+    rc, dummy, out = run("reconcile")
+    assert rc == 0, out[-3000:]
+    assert live(organization) is None, "torn down, not rolled forward"
+    rc, dummy, out = run("reconcile")
+    assert rc == 0 and "changed=0" in out, out[-3000:]
+
+
+def test_reconcile_rolls_forward_a_run_that_died_after_its_handshake():
+    organization = uuid.uuid4()
+    assert run("allocate", organization)[0] == 0
+    dead_run(organization)
+    rc, dummy, out = run("reconcile")
+    assert rc == 0, out[-3000:]
+    assert live(organization)[2] == "active", "its gateway holds its session: rolled forward"
+    assert run("release", organization)[0] == 0
+
+
 def test_an_allocation_during_a_release_fails_naming_the_release():
     organization = uuid.uuid4()
     assert run("allocate", organization)[0] == 0

@@ -10,7 +10,7 @@ import pytest
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 
 from ansible_collections.demiurge.gateway.plugins.module_utils import _gateway_api, _pool_ops
-from ansible_collections.demiurge.gateway.plugins.module_utils._gateway_api import GatewayApiError, handshake, recycle, wipe
+from ansible_collections.demiurge.gateway.plugins.module_utils._gateway_api import GatewayApiError, handshake, recycle, session_info, wipe
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import Call, failure
 
 ORG = "0b5e9b7c-1a2b-4c3d-8e9f-001122334455"
@@ -244,3 +244,16 @@ def test_wipe_keeps_the_directory_and_nothing_in_it(tmp_path):
 def test_a_service_must_be_described():
     with pytest.raises(Exception, match="names no service to restart"):
         _gateway_api.Service({}, None)
+
+
+@pytest.mark.parametrize("content, expected", [
+    (None, {"organization": None, "readable": True}),
+    ('{"organization_id": "%s", "organization_token": "secret"}' % ORG.upper(), {"organization": ORG, "readable": True}),
+    ("{not json", {"organization": None, "readable": False}),
+    ('{"organization_id": "not-a-uuid"}', {"organization": None, "readable": False}),
+])
+def test_session_info_names_the_organization_and_nothing_else(tmp_path, content, expected):
+    if content is not None:
+        (tmp_path / "project-config.json").write_text(content)
+    result = session_info(Call({"tmp_dir": str(tmp_path)}, False, False, None))
+    assert result == dict(expected, changed=False), "never the token"
