@@ -97,6 +97,8 @@ def _gateways_and_allocations():
 def _gateway_violations(gateways, by_gateway):
     found = []
     for gateway_id, name, status, api_url, upstream, metadata in gateways:
+        if status == "retired":
+            continue  # out of service for good; its name, and so its directories, may be a new gateway's
         allocation = by_gateway.get(str(gateway_id))
         files = _files(metadata.get("data_dir")) if metadata.get("data_dir") else []
         memory = _standin_state(api_url) if metadata.get("kind") == "stand-in" else None

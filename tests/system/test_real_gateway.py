@@ -23,8 +23,7 @@ from pathlib import Path
 import pytest
 
 from invariants import db, session_of
-from lifecycle import DOMAIN, ENV, INVENTORY, REPO, ansible_playbook, eventually, live, run, run_and_kill, runner_env, \
-    wait_leases_expired
+from lifecycle import DOMAIN, ENV, INVENTORY, REPO, ansible_playbook, live, run, run_and_kill, runner_env, wait_leases_expired
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._paths import state_path
 
@@ -173,7 +172,7 @@ def test_the_next_organization_reads_nothing_of_the_previous_one():
     assert run("allocate", first)[0] == 0
     name = gateway_of(first)
     # What the first organization's gateway holds, in its /data and its /tmp.
-    (data_of(name) / "gateway-state-%s.json" % first).write_text('{"tokens": ["first-org-secret"]}')
+    (data_of(name) / ("gateway-state-%s.json" % first)).write_text('{"tokens": ["first-org-secret"]}')
     assert run("release", first)[0] == 0
     with db() as conn:
         # Only the recycled gateway is ready: the next claim must take it.
@@ -207,18 +206,24 @@ def test_two_gateways_on_one_host_share_no_session():
         assert run("release", organization)[0] == 0
 
 
-def test_a_kill_during_the_recycle_is_repaired_by_reconcile():
+@pytest.mark.parametrize("offset", [0, 0.3, 0.8])
+def test_a_kill_during_the_recycle_is_repaired_by_reconcile(offset):
+    """The whole process tree killed as the recycle starts and while it stops, wipes and starts the
+    gateway; reconcile twice (the second changes nothing), and nothing of the organization is left."""
     organization = uuid.uuid4()
     assert run("allocate", organization)[0] == 0
     name = gateway_of(organization)
-    rc, out = run_and_kill("release", "Recycle the gateway", 0.3, organization)
+    rc, out = run_and_kill("release", "Recycle the gateway", offset, organization, allocation_lease_seconds=1)
+    assert rc in (0, -signal.SIGKILL), out[-3000:]
     wait_leases_expired()
-    for dummy in range(2):
-        rc, dummy, out = run("reconcile")
-        assert rc == 0, out[-3000:]
+    rc, dummy, out = run("reconcile")
+    assert rc == 0, out[-3000:]
+    rc, dummy, out = run("reconcile")
+    assert rc == 0 and "changed=0" in out, out[-3000:]
     assert live(organization) is None
-    eventually("the gateway settles", lambda: status(name)[0] in ("ready", "quarantined"))
+    assert status(name)[0] == "ready", status(name)
     assert session_of(tmp_of(name)) is None and not any(data_of(name).rglob("*"))
+    assert through_edge(organization) == 404
 
 
 def test_secrets_stay_on_the_gateway_host(real_gateways):
