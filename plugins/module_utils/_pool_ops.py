@@ -566,6 +566,15 @@ def handshake_exchanged(params, allocation_id, token):
     return bool(row and row[0])
 
 
+def renew_leases(params, allocation_ids, conn):
+    """Extend the leases this run (params["lease_holder"]) still holds on these live allocations, by
+    params["lease_seconds"] from now; never shorten one. One transaction on `conn`."""
+    with Transaction(params, False, conn) as conn:
+        conn.execute("UPDATE organizations_gateways SET lease_expires_at = greatest(lease_expires_at, "
+                     "now() + make_interval(secs => %s)) WHERE id = ANY(%s::uuid[]) AND stopped_at IS NULL "
+                     "AND lease_holder = %s", (params["lease_seconds"], list(allocation_ids), params.get("lease_holder")))
+
+
 # --- pool_allocation_step -------------------------------------------------------------------
 
 def write_step(params, state, detail=None, conn=None):

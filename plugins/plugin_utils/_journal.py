@@ -9,13 +9,18 @@ work, wherever the module itself runs: `started` before it, then `done`, `failed
 a lost connection, an unreachable host). One record per step and host. The
 records share one connection, each in its own transaction, so `started` is
 durable before the work begins; a connection lost meanwhile is replaced once.
+While the work runs, a heartbeat renews the run's leases on its allocations every
+third of a lease: only a dead (or stopped) run's lease expires, however slow the
+machine or the step.
 """
 
 from __future__ import annotations
 
+import threading
+
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import DatabaseError, GatewayError, LeaseHeldError
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_db import connect
-from ansible_collections.demiurge.gateway.plugins.module_utils._pool_ops import write_step
+from ansible_collections.demiurge.gateway.plugins.module_utils._pool_ops import renew_leases, write_step
 
 
 def outcome(result):
@@ -43,6 +48,30 @@ class _Journal:
     def __init__(self, journal, host):
         self.journal = dict(journal, host=host or "")
         self.conn = None
+        self._stop, self._heartbeat = threading.Event(), None
+
+    def _beat(self, allocation_ids):
+        """Renew the leases every third of a lease until the work ends. A renewal that fails is
+        skipped: the step's own records say what happened, and a lease that lapses only lets
+        reconcile take the allocation over, as for a dead run."""
+        interval = max(0.2, float(self.journal.get("lease_seconds") or 60) / 3)
+        # The connection is the heartbeat's alone until it stops: the records are written after.
+        while not self._stop.wait(interval):
+            try:
+                renew_leases(self.journal, allocation_ids, self.conn)
+            except GatewayError:
+                pass
+
+    def _start_heartbeat(self, allocation_ids):
+        if allocation_ids and self.journal.get("lease_holder"):
+            self._heartbeat = threading.Thread(target=self._beat, args=(list(allocation_ids),), daemon=True)
+            self._heartbeat.start()
+
+    def _stop_heartbeat(self):
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join()
+            self._heartbeat = None
 
     def _write(self, params, state, detail=None):
         try:
@@ -67,12 +96,15 @@ class JournaledStep(_Journal):
         except GatewayError:
             self.conn.close()
             raise
+        self._start_heartbeat([self.journal["allocation_id"]])
         return self
 
     def finish(self, result):
+        self._stop_heartbeat()
         self._write(self.journal, outcome(result), _detail(result))
 
     def __exit__(self, exc_type, exc, tb):
+        self._stop_heartbeat()
         try:
             if exc_type is not None and issubclass(exc_type, Exception):
                 try:
@@ -106,11 +138,13 @@ class JournaledBatch(_Journal):
         except GatewayError:
             self.conn.close()
             raise
+        self._start_heartbeat(self.allocations.values())
         return self
 
     def finish(self, result):
         """Record each organization's outcome: the result's failed_organizations fail alone (unknown
         when listed in unknown_organizations); a failure of the whole call is each one's."""
+        self._stop_heartbeat()
         failed = result.get("failed_organizations")
         unknown = set(result.get("unknown_organizations") or ())
         for organization, allocation_id in self.allocations.items():
@@ -124,6 +158,7 @@ class JournaledBatch(_Journal):
             self._write(self._params(allocation_id), state, detail)
 
     def __exit__(self, exc_type, exc, tb):
+        self._stop_heartbeat()
         try:
             if exc_type is not None and issubclass(exc_type, Exception):
                 for allocation_id in self.allocations.values():

@@ -1,3 +1,5 @@
+import time
+
 import psycopg
 import pytest
 
@@ -25,6 +27,7 @@ class JournalConnection:
         self.lost_after, self.refusal, self.broken, self.closed = lost_after, refusal, False, False
         self.lease_lost, self.leases_lost = lease_lost, set(leases_lost)
         self.statements, self.states, self.hosts, self.details, self.records = 0, [], [], [], []
+        self.renewals = []
 
     def execute(self, sql, params):
         if self.refusal:
@@ -39,6 +42,9 @@ class JournalConnection:
             self.details.append(params["d"].obj)
             self.records.append((params["a"], params["state"]))
             return Rows(None)
+        if "greatest(lease_expires_at" in sql:
+            self.renewals.append((params[0], tuple(params[1]), params[2], len(self.states)))
+            return Rows(None)
         lost = self.lease_lost or (sql.startswith("UPDATE organizations_gateways") and params[1] in self.leases_lost)
         return Rows(None if lost else ("org-1", "gw-1", "allocating"))
 
@@ -52,7 +58,7 @@ class JournalConnection:
         self.closed = True
 
 
-def run_step(monkeypatch, work, *opened):
+def run_step(monkeypatch, work, *opened, journal=JOURNAL):
     """Run work() as a journaled step on host edge-1; each connect() hands out the next of
     `opened`, or raises it. Returns the work's result."""
     queue = list(opened)
@@ -64,7 +70,7 @@ def run_step(monkeypatch, work, *opened):
         return item
 
     monkeypatch.setattr(_journal, "connect", connect)
-    with _journal.JournaledStep(JOURNAL, "edge-1") as step:
+    with _journal.JournaledStep(journal, "edge-1") as step:
         result = work()
         step.finish(result)
     return result
@@ -91,6 +97,22 @@ def test_records_of_a_step_share_one_connection_and_name_the_host(monkeypatch):
     assert run_step(monkeypatch, succeed, conn) == {"changed": True}
     assert conn.states == ["started", "done"] and conn.closed
     assert conn.hosts == ["edge-1", "edge-1"]
+
+
+def test_a_step_that_outlasts_its_lease_keeps_renewing_it(monkeypatch):
+    """A slow step (a loaded machine) must not lose its allocation to reconcile: the lease is
+    renewed every third of a lease while the work runs, and never after."""
+    conn = JournalConnection()
+
+    def slow():
+        time.sleep(1.1)
+        return {"changed": True}
+
+    assert run_step(monkeypatch, slow, conn, journal=dict(JOURNAL, lease_seconds=0.6)) == {"changed": True}
+    assert len(conn.renewals) >= 3, conn.renewals
+    assert all(renewal[:3] == (0.6, ("a1",), "run-1") for renewal in conn.renewals)
+    assert all(renewal[3] == 1 for renewal in conn.renewals), "between 'started' and the outcome only"
+    assert conn.states == ["started", "done"]
 
 
 def test_a_connection_lost_during_the_step_is_replaced_for_the_next_record(monkeypatch):
