@@ -51,7 +51,7 @@ def second_edge(tmp_path_factory):
 
 def through(port, organization):
     out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Host: org-%s.%s" % (organization, DOMAIN),
-                          "http://127.0.0.1:%d/" % port], capture_output=True, text=True, check=False).stdout
+                          "http://127.0.0.1:%d/collab/ping" % port], capture_output=True, text=True, check=False).stdout
     return int(out)
 
 
