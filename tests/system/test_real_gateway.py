@@ -206,6 +206,7 @@ def test_two_gateways_on_one_host_share_no_session():
         assert run("release", organization)[0] == 0
 
 
+@pytest.mark.kill_matrix
 @pytest.mark.parametrize("offset", [0, 0.3, 0.8])
 def test_a_kill_during_the_recycle_is_repaired_by_reconcile(offset):
     """The whole process tree killed as the recycle starts and while it stops, wipes and starts the
