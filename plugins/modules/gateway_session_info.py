@@ -13,7 +13,7 @@ description:
   - Reads the session the gateway keeps in its C(/tmp) (C(project-config.json), written at the
     handshake once the platform API exchanged the token, and re-entered by the gateway when it
     starts) and returns its organization.
-  - It is what proves that a gateway still serves an allocation: C(reconcile.yml) rolls an
+  - It is what proves that a gateway still serves an allocation. C(reconcile.yml) rolls an
     allocation forward only when its gateway holds that organization's session.
   - Never returns the session's token or any other of its content.
   - Runs on the gateway's host.

@@ -44,10 +44,10 @@ PORT_BASE = int(os.environ["DEMIURGE_TEST_PORT_BASE"]) + 700
 GATEWAYS = Path(state_path(ENV, "gateways"))
 
 
-def converge(state, names=NAMES, verbose=False):
+def converge(state, names=tuple(NAMES), verbose=False):
     """Run the collection's role for gateway hosts with the build, as an operator would."""
     play = [{"name": "Real gateways", "hosts": "localhost", "gather_facts": False, "roles": [{
-        "role": "demiurge.gateway.gateway_standin", "gateway_standin_names": names, "gateway_standin_name_prefix": "rg-",
+        "role": "demiurge.gateway.gateway_standin", "gateway_standin_names": list(names), "gateway_standin_name_prefix": "rg-",
         "gateway_standin_port_base": PORT_BASE, "gateway_standin_build": str(BUILD), "gateway_standin_node": NODE,
         "gateway_standin_state": state}]}]
     with tempfile.NamedTemporaryFile("w", suffix=".yml") as playbook:

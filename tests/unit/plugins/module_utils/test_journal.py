@@ -58,7 +58,7 @@ class JournalConnection:
         self.closed = True
 
 
-def run_step(monkeypatch, work, *opened, journal=JOURNAL):
+def run_step(monkeypatch, work, *opened, journal=None):
     """Run work() as a journaled step on host edge-1; each connect() hands out the next of
     `opened`, or raises it. Returns the work's result."""
     queue = list(opened)
@@ -70,7 +70,7 @@ def run_step(monkeypatch, work, *opened, journal=JOURNAL):
         return item
 
     monkeypatch.setattr(_journal, "connect", connect)
-    with _journal.JournaledStep(journal, "edge-1") as step:
+    with _journal.JournaledStep(journal or JOURNAL, "edge-1") as step:
         result = work()
         step.finish(result)
     return result
