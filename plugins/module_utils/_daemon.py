@@ -18,6 +18,7 @@ import time
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import ModuleDef
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import (
+    GatewayError,
     InvalidInputError,
     ServiceError,
 )
@@ -142,11 +143,12 @@ class Daemon:
                    wait_host=merged["wait_host"], wait_port=merged["wait_port"], wait_timeout=merged["wait_timeout"],
                    stop_signal=merged["stop_signal"], reload_signal=merged["reload_signal"],
                    stop_timeout=merged["stop_timeout"], program=merged["program"],
-                   environment_files=merged["environment_files"])
+                   environment_files=merged["environment_files"], clean_environment=merged["clean_environment"])
 
     def __init__(self, name, pidfile, argv=None, log_file=None, user=None, chdir=None, environment=None,
                  wait_host="127.0.0.1", wait_port=None, wait_timeout=30.0,
-                 stop_signal="TERM", reload_signal="HUP", stop_timeout=30.0, program=None, environment_files=()):
+                 stop_signal="TERM", reload_signal="HUP", stop_timeout=30.0, program=None, environment_files=(),
+                 clean_environment=False):
         self.name = name
         self.argv = [str(arg) for arg in argv or ()]
         self.program = self.argv[0] if self.argv else None
@@ -158,6 +160,7 @@ class Daemon:
         self.chdir = chdir
         self.environment = environment or {}
         self.environment_files = list(environment_files or ())
+        self.clean_environment = clean_environment
         self.wait_host = wait_host
         self.wait_port = wait_port
         self.wait_timeout = wait_timeout
@@ -204,7 +207,9 @@ class Daemon:
             )
         for path in (self.pidfile, self.log_file):
             os.makedirs(os.path.dirname(path), exist_ok=True)
-        env = dict(os.environ)
+        # A clean environment keeps the controller's variables (an operator's PGPASSWORD, a cloud
+        # token) from a program that runs foreign code, such as a gateway build.
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"} if self.clean_environment else dict(os.environ)
         env.update({key: str(value) for key, value in self.environment.items()})
         for path in self.environment_files:
             env.update(read_environment_file(path))
@@ -262,7 +267,7 @@ class Daemon:
                 self._forget()
                 raise ServiceError(
                     "%s exited with status %s right after start. Last lines of %s:\n%s"
-                    % (self.name, os.waitstatus_to_exitcode(status), self.log_file, _tail(self.log_file)),
+                    % (self.name, os.waitstatus_to_exitcode(status), self.log_file, self._log_tail()),
                     hint="Fix the cause shown in the log, then run again",
                 )
             if self.wait_port is None or port_open(self.wait_host, self.wait_port):
@@ -271,10 +276,25 @@ class Daemon:
                 self.stop(pid)
                 raise ServiceError(
                     "%s did not listen on %s:%s within %ss. Last lines of %s:\n%s"
-                    % (self.name, self.wait_host, self.wait_port, self.wait_timeout, self.log_file, _tail(self.log_file)),
+                    % (self.name, self.wait_host, self.wait_port, self.wait_timeout, self.log_file, self._log_tail()),
                     hint="Check that the port is free and the configuration is valid",
                 )
             time.sleep(_POLL)
+
+    def _log_tail(self):
+        """The log's last lines for a message, without the values of the environment files: a
+        program may print its secrets (the real gateway prints its whole configuration at start),
+        and the message goes to task output and, as a quarantine reason, to the pool."""
+        tail = _tail(self.log_file)
+        secrets = set()
+        for path in self.environment_files:
+            try:
+                secrets.update(value for value in read_environment_file(path).values() if len(value) >= 4)
+            except GatewayError:
+                continue
+        for secret in sorted(secrets, key=len, reverse=True):
+            tail = tail.replace(secret, "********")
+        return tail
 
     def _forget(self):
         try:
@@ -344,6 +364,7 @@ def daemon_argument_spec():
         "chdir": {"type": "path"},
         "environment": {"type": "dict", "default": {}},
         "environment_files": {"type": "list", "elements": "path", "default": []},
+        "clean_environment": {"type": "bool", "default": False},
         "wait_host": {"type": "str", "default": "127.0.0.1"},
         "wait_port": {"type": "int"},
         "wait_timeout": {"type": "float", "default": 30},

@@ -78,9 +78,17 @@ options:
         C(EnvironmentFile=) does.
       - For secrets, which then appear in no task option, and so in no pool metadata that records the
         service. Keep them mode C(0600).
+      - Their values are masked in the log lines a failure to start quotes.
     type: list
     elements: path
     default: []
+  clean_environment:
+    description:
+      - Start the program with only C(PATH) and what O(environment) and O(environment_files) give,
+        instead of the module's own environment (which holds the controller's variables).
+      - For a program that runs code of its own, such as a gateway build.
+    type: bool
+    default: false
   wait_host:
     description: Address to probe with O(wait_port).
     type: str

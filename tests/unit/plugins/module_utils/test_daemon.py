@@ -107,6 +107,29 @@ def test_program_that_dies_reports_its_log(tmp_path):
     assert not os.path.exists(daemon.pidfile)
 
 
+def test_a_program_that_prints_its_secrets_and_dies_reports_its_log_without_them(tmp_path):
+    """The real gateway prints its configuration, secrets included, at start: the message (task
+    output, a quarantine reason in the pool) must not carry them."""
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text("GATEWAY_TOKEN=tok-0123456789\nGATEWAY_HMAC_SECRET=hmac-9876543210\n")
+    daemon = Daemon("gw", str(tmp_path / "gw.pid"), argv=["/bin/sh", "-c", "env | grep GATEWAY_ | sort; echo VPN config read failed; exit 1"],
+                    log_file=str(tmp_path / "gw.log"), wait_port=free_port(), wait_timeout=5,
+                    environment_files=[str(secrets)])
+    with pytest.raises(ServiceError, match="(?s)exited with status 1.*VPN config read failed") as raised:
+        daemon.start()
+    assert "GATEWAY_TOKEN=********" in str(raised.value)
+    assert "tok-0123456789" not in str(raised.value) and "hmac-9876543210" not in str(raised.value)
+
+
+def test_a_clean_environment_holds_only_what_is_given(tmp_path, monkeypatch):
+    monkeypatch.setenv("PGPASSWORD", "controller-secret")
+    daemon = Daemon("env", str(tmp_path / "env.pid"), argv=["/bin/sh", "-c", "env; echo END"], log_file=str(tmp_path / "env.log"),
+                    environment={"GIVEN": "yes"}, clean_environment=True)
+    os.waitpid(daemon.start(), 0)
+    printed = dict(line.split("=", 1) for line in (tmp_path / "env.log").read_text().splitlines() if "=" in line)
+    assert printed["GIVEN"] == "yes" and "PGPASSWORD" not in printed and "PATH" in printed
+
+
 def test_relative_program_is_refused(tmp_path):
     with pytest.raises(InvalidInputError, match="absolute path"):
         Daemon("x", str(tmp_path / "p"), argv=["nginx"], log_file=str(tmp_path / "l"))
