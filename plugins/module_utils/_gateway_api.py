@@ -59,10 +59,13 @@ def _call(api_url, method, path, body, timeout):
     except (URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         refused = isinstance(reason, ConnectionRefusedError)
+        hint = "Check that the gateway's service runs and that its api_url is right"
+        if path == "/collab/start" and not refused:
+            # The gateway answers the handshake only once the platform API answered it.
+            hint += ", and that the platform API it calls (its GANYMEDE_FQDN) answers"
         raise GatewayApiError(
             "Gateway at %s %s %s %s: %s" % (api_url, "refused" if refused else "did not answer", method, path, reason),
-            hint="Check that the gateway's service runs and that its api_url is right",
-            outcome="not_applied" if refused else "unknown")
+            hint=hint, outcome="not_applied" if refused else "unknown")
 
 
 def health(api_url, path=DEFAULT_HEALTH_PATH, timeout=5):
@@ -99,7 +102,14 @@ def _hand_over(params, api_url, organization, allocation_id):
         raise GatewayApiError("Gateway at %s refused the handshake for organization %s: HTTP %d %s"
                               % (api_url, organization, status, body.get("error", "")),
                               hint="See the gateway's log; the allocation is rolled back", status=status)
-    if not handshake_exchanged(params, allocation_id, token):
+    try:
+        exchanged = handshake_exchanged(params, allocation_id, token)
+    except GatewayError as exc:
+        # The gateway may hold the organization: whether it does is unknown, not failed.
+        raise GatewayApiError("Gateway at %s answered the handshake for organization %s with 200, but whether the platform "
+                              "API exchanged its token could not be read: %s" % (api_url, organization, exc.msg),
+                              hint="Run reconcile.yml once the pool database answers", status=status, outcome="unknown")
+    if not exchanged:
         raise GatewayApiError(
             "Gateway at %s answered the handshake for organization %s with 200, but the platform API never "
             "exchanged its token: the gateway holds no organization" % (api_url, organization),
@@ -192,11 +202,21 @@ def held_session(tmp_dir):
 
 
 def session_info(call):
-    organization, readable = held_session(call.params["tmp_dir"])
-    return {"changed": False, "organization": organization, "readable": readable}
+    params = call.params
+    organization, readable = held_session(params["tmp_dir"])
+    result = {"changed": False, "organization": organization, "readable": readable, "healthy": None}
+    if params["api_url"]:
+        # A session file outlives its process: only a gateway that answers serves it.
+        result["healthy"] = health(params["api_url"], params["health_path"], params["timeout"])
+    return result
 
 
-GATEWAY_SESSION_INFO = ModuleDef(lambda: {"tmp_dir": {"type": "path", "required": True}}, session_info)
+GATEWAY_SESSION_INFO = ModuleDef(lambda: {
+    "tmp_dir": {"type": "path", "required": True},
+    "api_url": {"type": "str"},
+    "health_path": {"type": "str", "default": DEFAULT_HEALTH_PATH},
+    "timeout": {"type": "float", "default": 5},
+}, session_info)
 
 
 # --- gateway_recycle: the scrub --------------------------------------------------------------
@@ -271,6 +291,11 @@ def recycle(call):
     if call.check_mode:
         return {"changed": True, "verified": True, "healthy": True, "reason": None}
     scrubbed = [params["data_dir"]] + ([params["tmp_dir"]] if params["tmp_dir"] else [])
+    for directory in scrubbed:
+        # A wipe through a link would empty whatever it points at, and the gateway would then be
+        # given that directory: someone changed the gateway's layout.
+        if os.path.islink(directory) or (os.path.lexists(directory) and not os.path.isdir(directory)):
+            return _unverified(name, "%s is a link or not a directory; it was left alone" % directory)
     try:
         service = Service(params["service"], call.run_command)
         service.stop()

@@ -14,7 +14,8 @@ description:
     handshake once the platform API exchanged the token, and re-entered by the gateway when it
     starts) and returns its organization.
   - It is what proves that a gateway still serves an allocation. C(reconcile.yml) rolls an
-    allocation forward only when its gateway holds that organization's session.
+    allocation forward only when its gateway holds that organization's session and answers its
+    health check.
   - Never returns the session's token or any other of its content.
   - Runs on the gateway's host.
 extends_documentation_fragment:
@@ -25,6 +26,19 @@ options:
     description: The directory the gateway sees as its C(/tmp), as its pool metadata records it (C(tmp_dir)).
     type: path
     required: true
+  api_url:
+    description:
+      - Base URL of the gateway's API. With it, the module also asks the gateway's health check
+        (RV(healthy)): a session file outlives a gateway that died.
+    type: str
+  health_path:
+    description: The gateway's health check path.
+    type: str
+    default: /collab/ping
+  timeout:
+    description: Seconds to wait for the health check's answer.
+    type: float
+    default: 5
 author:
   - Demiurge platform team (@demiurge)
 """
@@ -43,6 +57,11 @@ organization:
   returned: always
   type: str
   sample: 0b5e9b7c-1a2b-4c3d-8e9f-001122334455
+healthy:
+  description: Whether the gateway answered its health check with 200; null without O(api_url).
+  returned: always
+  type: bool
+  sample: true
 readable:
   description: False when a session file is there but cannot be read as a session (the gateway holds something all the same).
   returned: always

@@ -476,6 +476,22 @@ def test_reconcile_never_rolls_forward_onto_a_gateway_that_no_longer_holds_the_s
     assert rc == 0 and "changed=0" in out, out[-3000:]
 
 
+def test_reconcile_never_rolls_forward_onto_a_gateway_that_died_since():
+    """Its session file outlives it: a dead gateway serves nobody (nginx answered 502)."""
+    organization = uuid.uuid4()
+    assert run("allocate", organization)[0] == 0
+    with db() as conn:
+        name = conn.execute("SELECT g.name FROM organizations_gateways og JOIN gateways g ON g.id = og.gateway_id "
+                            "WHERE og.organization_id = %s AND og.stopped_at IS NULL", (str(organization),)).fetchone()[0]
+    dead_run(organization)
+    os.kill(pid_of(name + ".pid"), signal.SIGKILL)
+    rc, dummy, out = run("reconcile")
+    assert rc == 0, out[-3000:]
+    assert live(organization) is None, "torn down, not rolled forward"
+    with db() as conn:
+        assert conn.execute("SELECT status FROM gateways WHERE name = %s AND status <> 'retired'", (name,)).fetchone()[0] == "ready"
+
+
 def test_reconcile_rolls_forward_a_run_that_died_after_its_handshake():
     organization = uuid.uuid4()
     assert run("allocate", organization)[0] == 0

@@ -11,6 +11,7 @@ from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 
 from ansible_collections.demiurge.gateway.plugins.module_utils import _gateway_api, _pool_ops
 from ansible_collections.demiurge.gateway.plugins.module_utils._gateway_api import GatewayApiError, handshake, recycle, session_info, wipe
+from ansible_collections.demiurge.gateway.plugins.module_utils._errors import DatabaseError
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import Call, failure
 
 ORG = "0b5e9b7c-1a2b-4c3d-8e9f-001122334455"
@@ -255,5 +256,48 @@ def test_a_service_must_be_described():
 def test_session_info_names_the_organization_and_nothing_else(tmp_path, content, expected):
     if content is not None:
         (tmp_path / "project-config.json").write_text(content)
-    result = session_info(Call({"tmp_dir": str(tmp_path)}, False, False, None))
-    assert result == dict(expected, changed=False), "never the token"
+    result = session_info(Call({"tmp_dir": str(tmp_path), "api_url": None, "health_path": "/collab/ping", "timeout": 1.0},
+                               False, False, None))
+    assert result == dict(expected, changed=False, healthy=None), "never the token"
+
+
+def test_session_info_asks_whether_the_gateway_still_answers(monkeypatch, tmp_path):
+    """A session file outlives a gateway killed since: reconcile must not roll forward onto it."""
+    (tmp_path / "project-config.json").write_text('{"organization_id": "%s"}' % ORG)
+    monkeypatch.setattr(_gateway_api, "open_url", Gateway({"/collab/ping": URLError(ConnectionRefusedError(111, "refused"))}))
+    result = session_info(Call({"tmp_dir": str(tmp_path), "api_url": "http://10.0.0.5:21001", "health_path": "/collab/ping",
+                                "timeout": 1.0}, False, False, None))
+    assert result["organization"] == ORG and result["healthy"] is False
+
+
+def test_an_exchange_that_cannot_be_read_is_an_unknown_outcome(monkeypatch, tokens):
+    """The gateway answered 200 and may hold the organization: the journal must say unknown."""
+    monkeypatch.setattr(_gateway_api, "open_url", Gateway({"/collab/start": 200}))
+
+    def unreadable(params, allocation, token):
+        raise DatabaseError("Pool database db:5432 refused the change: timed out", outcome="not_applied")
+
+    monkeypatch.setattr(_pool_ops, "handshake_exchanged", unreadable)
+    with pytest.raises(GatewayApiError, match="could not be read") as raised:
+        handshake(session_call())
+    assert failure(raised.value)["outcome"] == "unknown"
+
+
+def test_a_handshake_that_times_out_names_the_platform_api_too(monkeypatch, tokens):
+    monkeypatch.setattr(_gateway_api, "open_url", Gateway({"/collab/start": URLError(socket.timeout("timed out"))}))
+    with pytest.raises(GatewayApiError, match="GANYMEDE_FQDN"):
+        handshake(session_call())
+
+
+@pytest.mark.parametrize("which", ["data", "tmp"])
+def test_recycle_leaves_a_linked_directory_alone_and_is_not_verified(monkeypatch, data_dir, tmp_path, which):
+    monkeypatch.setattr(_gateway_api, "open_url", Gateway({"/collab/ping": 200}))
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "canary").write_text("keep me")
+    linked = data_dir if which == "data" else data_dir.parent / "tmp"
+    linked.rename(tmp_path / ("moved-" + which))
+    linked.symlink_to(victim)
+    result = recycle(recycle_call(data_dir))
+    assert not result["verified"] and "is a link or not a directory" in result["reason"]
+    assert (victim / "canary").read_text() == "keep me" and Service.events == []
