@@ -29,7 +29,7 @@ options:
   api_url:
     description:
       - Base URL of the gateway's API. With it, the module also asks the gateway's health check
-        (RV(healthy)): a session file outlives a gateway that died.
+        (RV(healthy)), since a session file outlives a gateway that died.
     type: str
   health_path:
     description: The gateway's health check path.
