@@ -94,7 +94,7 @@ def params(prefix, port, **values):
     return dict({"config_root": str(prefix), "config_file": None, "organization": str(uuid.uuid4()), "domain": DOMAIN,
                  "upstream": "127.0.0.1:39999", "state": "present", "owner": None, "force": False,
                  "listen_url": "http://127.0.0.1:%d" % port, "nginx_binary": "/usr/sbin/nginx",
-                 "reload_timeout": 30.0, "lock_timeout": 60.0}, **values)
+                 "reload_timeout": 30.0, "lock_timeout": 60.0, "reach_path": None, "reach_timeout": 5}, **values)
 
 
 def one_change(prefix, port):

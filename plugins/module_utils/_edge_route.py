@@ -46,6 +46,8 @@ _FIRST_PAUSE, _LAST_PAUSE = 0.005, 0.05
 NGINX_PID_FILE = os.path.join("run", "nginx.pid")
 # Response header the edge adds to every response: the upstream its live map chose.
 UPSTREAM_HEADER = "X-Demiurge-Upstream"
+# The address nginx connected to for a proxied request ($upstream_addr): proof of which gateway answered.
+REACHED_HEADER = "X-Demiurge-Reached"
 _ENTRY_HEADER = re.compile(r"^# (org-[0-9a-f-]{36})(?: owner=(\S+))?$")
 _SHARD_HEADER = "# Managed by demiurge.gateway.edge_route; do not edit."
 _NGINX_WHERE = re.compile(r" in (/\S+):(\d+)")
@@ -239,6 +241,39 @@ class Edge:
                 return value.strip()
         return ""
 
+    def reached(self, host, path, timeout):
+        """(status, address nginx reached) of one GET of path for host through the edge: the
+        edge's own word for which gateway answered, not the gateway's."""
+        match = re.match(r"^http://([^/:]+):(\d+)", self.listen_url)
+        with socket.create_connection((match.group(1), int(match.group(2))), timeout=timeout) as conn:
+            conn.settimeout(timeout)
+            conn.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path, host)).encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                head += chunk
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1]) if lines[0].startswith("HTTP/") else 0
+        headers = {name.strip().lower(): value.strip() for name, dummy, value in (line.partition(":") for line in lines[1:])}
+        return status, headers.get(REACHED_HEADER.lower(), "")
+
+    def wait_reached(self, host, upstream, path, timeout):
+        """None once a GET of path for host through the edge is answered 200 by upstream, else why not."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                status, address = self.reached(host, path, max(0.5, deadline - time.monotonic()))
+                if status == 200 and address == upstream:
+                    return None
+                why = "HTTP %d, nginx reached %s" % (status, address or "no gateway")
+            except (OSError, ValueError, IndexError) as exc:
+                why = "no answer (%s)" % exc
+            if time.monotonic() > deadline:
+                return why
+            time.sleep(0.1)
+
     def wait_served(self, host, upstream):
         """True once the live configuration maps host to upstream ('' = unrouted)."""
         if not self.listen_url:
@@ -299,7 +334,8 @@ def change_routes(params, items, check_mode, run_command, warn):
                 params["listen_url"], params["reload_timeout"])
     refused = {}
     due = {}
-    for change in _changes(params["domain"], edge, items, refused):
+    changes = _changes(params["domain"], edge, items, refused)
+    for change in changes:
         current = edge.route_entry(change.label)
         if current != change.wanted:
             try:
@@ -314,6 +350,7 @@ def change_routes(params, items, check_mode, run_command, warn):
     # Nothing differs on disk, but a holder that died may have written it without a reload: then
     # an empty request goes through, and its holder makes the disk live.
     if not (due or unfinished):
+        _check_reached(params, edge, changes, refused)
         return {}, refused, False
     request = {"domain": params["domain"], "force": params["force"], "items": [change.item for dummy, change in due.values()]}
     outcome = RouteQueue(params["config_root"]).commit(
@@ -321,7 +358,28 @@ def change_routes(params, items, check_mode, run_command, warn):
     if "error" in outcome:
         raise outcome["error"]
     refused.update(outcome["refused"])
+    _check_reached(params, edge, changes, refused)
     return outcome["done"], refused, outcome.get("resumed", False)
+
+
+def _check_reached(params, edge, changes, refused):
+    """A route counts only when a request for the organization's name through this edge is
+    answered by its gateway. One that is not stays in place, for the caller's rollback to withdraw
+    (its outcome is unknown), and is the gateway's fault: an edge that reaches nothing else is seen
+    by the edge's own checks, and an edge that cannot reach this gateway should never be given it."""
+    if not (params["reach_path"] and edge.listen_url):
+        return
+    for change in changes:
+        if change.upstream is None or change.label in refused or str(change.item["organization"]) in refused:
+            continue
+        why = edge.wait_reached(change.host, change.upstream, params["reach_path"], params["reach_timeout"])
+        if why is not None:
+            refused[change.label] = EdgeError(
+                "Edge %s routes %s to gateway %s, but GET %s through it was not answered by that gateway within %ss: %s"
+                % (edge.listen_url, change.host, change.upstream, params["reach_path"], params["reach_timeout"], why),
+                hint="Check that the gateway runs and that this edge can reach %s (a gateway on 127.0.0.1 serves only "
+                     "an edge on its own host); the allocation is rolled back" % change.upstream,
+                outcome="unknown", gateway_fault=True)
 
 
 def _commit(edge, requests, warn, resumed=False):
@@ -570,6 +628,7 @@ def ensure_routes(params, check_mode, run_command, warn):
         "failed_organizations": {organizations.get(key, key): str(error) for key, error in sorted(refused.items())},
         "unknown_organizations": sorted(organizations.get(key, key) for key, error in refused.items()
                                         if error.details.get("outcome", error.outcome) != "not_applied"),
+        "gateway_faults": sorted(organizations.get(key, key) for key, error in refused.items() if error.details.get("gateway_fault")),
         "diff": {"before": "".join(before or "" for before, dummy in done.values()),
                  "after": "".join(after or "" for dummy, after in done.values())},
     }
@@ -695,6 +754,8 @@ def route_argument_spec():
         "nginx_binary": {"type": "path", "default": "/usr/sbin/nginx"},
         "reload_timeout": {"type": "float", "default": 10},
         "lock_timeout": {"type": "float", "default": 60},
+        "reach_path": {"type": "str"},
+        "reach_timeout": {"type": "float", "default": 5},
     })
     return spec
 

@@ -31,6 +31,12 @@ description:
   - If the configuration was already broken by another file, the module says so and changes nothing,
     unless O(force=true).
   - nginx reloads only when the route changed.
+  - With O(reach_path), a present route counts only once a C(GET) of that path for the
+    organization's name through this edge (O(listen_url)) is answered 200 by the route's upstream,
+    as nginx itself reports (the C(X-Demiurge-Reached) header, its C($upstream_addr)). A route that
+    is not is left in place for the caller's rollback, its outcome unknown, and the failure is the
+    gateway's (RV(gateway_fault)): an edge that cannot reach the gateway, such as a gateway bound to
+    127.0.0.1 on another host, never serves its organization.
   - With O(routes), many organizations' routes change together under one lock, with one C(nginx -t)
     and one reload for the whole batch. Each organization that cannot change (another owner, a bad
     upstream, an entry nginx rejects) fails alone; the batch is halved until nginx accepts the rest,
@@ -118,6 +124,17 @@ options:
         saying the outcome is unknown.
     type: float
     default: 60
+  reach_path:
+    description:
+      - A path the gateway answers with 200, such as its health check C(/collab/ping). Each present
+        route is then checked through the edge as described above. Needs O(listen_url).
+    type: str
+    version_added: 0.5.0
+  reach_timeout:
+    description: Seconds to wait for a route to reach its gateway through the edge.
+    type: float
+    default: 5
+    version_added: 0.5.0
 notes:
   - Runs on the edge host. In check mode nothing is written and nginx is not tested.
 seealso:
@@ -205,6 +222,19 @@ unknown_organizations:
   type: list
   elements: str
   sample: []
+gateway_faults:
+  description: The organizations of RV(failed_organizations) whose gateway this edge did not reach.
+  returned: with O(routes)
+  type: list
+  elements: str
+  sample: []
+  version_added: 0.5.0
+gateway_fault:
+  description: True when the call failed because this edge did not reach the organization's gateway.
+  returned: failure
+  type: bool
+  sample: true
+  version_added: 0.5.0
 nginx_error:
   description: nginx's message when it rejected the configuration.
   returned: failure

@@ -74,7 +74,7 @@ def gateways(tmp_path_factory):
 def params(edge, org, **overrides):
     base = {"config_root": edge["root"], "config_file": None, "organization": str(org), "domain": edge["domain"],
             "upstream": None, "state": "present", "owner": None, "force": False, "listen_url": edge["url"],
-            "nginx_binary": "/usr/sbin/nginx", "reload_timeout": 5.0, "lock_timeout": 30.0}
+            "nginx_binary": "/usr/sbin/nginx", "reload_timeout": 5.0, "lock_timeout": 30.0, "reach_path": None, "reach_timeout": 5}
     base.update(overrides)
     return base
 

@@ -338,7 +338,7 @@ def test_a_route_written_by_a_job_killed_before_its_reload_is_made_live_by_recon
     route = {"organization": str(organization), "upstream": upstream, "owner": allocation_id}
     params = {"config_root": os.environ["DEMIURGE_TEST_EDGE_ROOT"], "config_file": None, "domain": DOMAIN, "force": False,
               "listen_url": "http://127.0.0.1:%s" % os.environ["DEMIURGE_TEST_HTTP_PORT"], "nginx_binary": "/usr/sbin/nginx",
-              "reload_timeout": 10, "lock_timeout": 30, "organization": None}
+              "reload_timeout": 10, "lock_timeout": 30, "organization": None, "reach_path": None, "reach_timeout": 5}
     # Out of the edge, for real (shard and live nginx), then written back by the job that dies.
     ensure_routes(dict(params, routes=[dict(route, state="absent")]), False, subprocess_run, print)
     assert invariants.served_upstream(host) == ""

@@ -55,7 +55,8 @@ def edge(tmp_path, monkeypatch):
 def params(root, **overrides):
     base = {"config_root": str(root), "config_file": None, "organization": ORG, "domain": "zone.test",
             "upstream": "127.0.0.1:21001", "state": "present", "owner": "alloc-1", "force": False,
-            "listen_url": None, "nginx_binary": "/usr/sbin/nginx", "reload_timeout": 1.0, "lock_timeout": 1.0}
+            "listen_url": None, "nginx_binary": "/usr/sbin/nginx", "reload_timeout": 1.0, "lock_timeout": 1.0,
+            "reach_path": None, "reach_timeout": 0.3}
     base.update(overrides)
     return base
 
@@ -345,3 +346,62 @@ def test_the_listing_says_when_a_dead_holder_left_changes_and_an_empty_batch_mak
     assert _edge_route.left_unfinished(str(root)) is False
     again = _edge_route.ensure_routes(batch(root, []), False, nginx.run_command, print)
     assert not again["changed"] and not again["made_live"] and reloads == [1]
+
+
+class EdgeAnswers:
+    """A listener that answers every request as the edge's nginx would: a status, and the address
+    it reached in X-Demiurge-Reached; it records each request's first lines."""
+
+    def __init__(self, status, reached):
+        import socket
+        import threading
+        self.requests = []
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(16)
+        self.url = "http://127.0.0.1:%d" % self.server.getsockname()[1]
+
+        def serve():
+            while True:
+                try:
+                    conn, dummy = self.server.accept()
+                except OSError:
+                    return
+                with conn:
+                    self.requests.append(conn.recv(4096).decode().split("\r\n")[:2])
+                    conn.sendall(("HTTP/1.1 %d X\r\nX-Demiurge-Reached: %s\r\nContent-Length: 0\r\n\r\n"
+                                  % (status, reached)).encode())
+        threading.Thread(target=serve, daemon=True).start()
+
+    def close(self):
+        self.server.close()
+
+
+@pytest.mark.parametrize("status, reached, why", [
+    (502, "127.0.0.1:21001", "HTTP 502, nginx reached 127.0.0.1:21001"),  # the lab's case: the gateway is on another host's loopback
+    (200, "127.0.0.1:29999", "HTTP 200, nginx reached 127.0.0.1:29999"),  # another gateway answered
+])
+def test_a_route_that_does_not_reach_its_gateway_fails_as_the_gateways_fault(edge, monkeypatch, status, reached, why):
+    root, reloads = edge
+    answers = EdgeAnswers(status, reached)
+    monkeypatch.setattr(_edge_route.Edge, "wait_served", lambda self, host, upstream: True)
+    try:
+        with pytest.raises(EdgeError, match=why) as failure:
+            ensure_route(params(root, listen_url=answers.url, reach_path="/collab/ping"), False, Nginx(root, [None]).run_command, print)
+    finally:
+        answers.close()
+    assert failure.value.details["gateway_fault"] and failure.value.details["outcome"] == "unknown"
+    assert answers.requests[0] == ["GET /collab/ping HTTP/1.1", "Host: %s.zone.test" % LABEL]
+    assert "127.0.0.1:21001" in shard(root).read_text(), "left in place for the rollback to withdraw"
+
+
+def test_a_route_that_reaches_its_gateway_counts(edge, monkeypatch):
+    root, reloads = edge
+    answers = EdgeAnswers(200, "127.0.0.1:21001")
+    monkeypatch.setattr(_edge_route.Edge, "wait_served", lambda self, host, upstream: True)
+    try:
+        for dummy in range(2):  # unchanged the second time, and checked all the same
+            ensure_route(params(root, listen_url=answers.url, reach_path="/collab/ping"), False, Nginx(root, [None]).run_command, print)
+    finally:
+        answers.close()
+    assert len(answers.requests) == 2 and len(reloads) == 1
