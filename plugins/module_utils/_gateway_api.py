@@ -65,7 +65,7 @@ def _call(api_url, method, path, body, timeout):
             hint += ", and that the platform API it calls (its GANYMEDE_FQDN) answers"
         raise GatewayApiError(
             "Gateway at %s %s %s %s: %s" % (api_url, "refused" if refused else "did not answer", method, path, reason),
-            hint=hint, outcome="not_applied" if refused else "unknown")
+            hint=hint, outcome="not_applied" if refused else "unknown", gateway_fault=path == "/collab/start" or None)
 
 
 def health(api_url, path=DEFAULT_HEALTH_PATH, timeout=5):
@@ -101,7 +101,7 @@ def _hand_over(params, api_url, organization, allocation_id):
     if status != 200:
         raise GatewayApiError("Gateway at %s refused the handshake for organization %s: HTTP %d %s"
                               % (api_url, organization, status, body.get("error", "")),
-                              hint="See the gateway's log; the allocation is rolled back", status=status)
+                              hint="See the gateway's log; the allocation is rolled back", status=status, gateway_fault=True)
     try:
         exchanged = handshake_exchanged(params, allocation_id, token)
     except GatewayError as exc:
@@ -114,7 +114,8 @@ def _hand_over(params, api_url, organization, allocation_id):
             "Gateway at %s answered the handshake for organization %s with 200, but the platform API never "
             "exchanged its token: the gateway holds no organization" % (api_url, organization),
             hint="Check the gateway's platform API address (GANYMEDE_FQDN), the CA it trusts (NODE_EXTRA_CA_CERTS) "
-                 "and the platform API's log; the allocation is rolled back", status=status, outcome="not_applied")
+                 "and the platform API's log; the allocation is rolled back", status=status, outcome="not_applied",
+            gateway_fault=True)
 
 
 def handshake(call):
@@ -132,7 +133,7 @@ def _handshakes(call):
     """Many gateways, `concurrency` handshakes at a time; each failure is its own organization's,
     and the call then fails naming each."""
     params = call.params
-    failed, unknown, done = {}, [], []
+    failed, unknown, done, faults = {}, [], [], []
 
     def one(session):
         key = str(session["organization"])
@@ -150,9 +151,12 @@ def _handshakes(call):
                 done.append(organization)
                 continue
             failed[key] = str(error)
+            if error.details.get("gateway_fault"):
+                faults.append(key)
             if error.details.get("outcome", error.outcome) != "not_applied":
                 unknown.append(key)
     result = {"changed": bool(done), "organizations": done, "failed_organizations": failed, "unknown_organizations": unknown,
+              "gateway_faults": faults,
               "diff": {"before": {"organizations": []}, "after": {"organizations": done}}}
     if failed:
         raise GatewayApiError("%d of %d gateways were not handed to their organization, the others were: %s" % (
@@ -259,6 +263,14 @@ class Service:
             raise InvalidInputError("The gateway's metadata names no service to restart (%r)" % (spec,),
                                     hint="Register the gateway with metadata.service = {daemon: {...}} or {systemd_unit: ...}")
 
+    def running(self):
+        """True, False, or None when systemd's answer cannot say."""
+        if self.daemon is not None:
+            return self.daemon.pid() is not None
+        rc, out, dummy = self.run_command(["systemctl", "is-active", self.spec["systemd_unit"]])
+        state = out.strip()
+        return True if state in ("active", "activating", "reloading") else False if state in ("inactive", "failed") else None
+
     def stop(self):
         if self.daemon is not None:
             pid = self.daemon.pid()
@@ -281,15 +293,22 @@ class Service:
 
 
 def recycle(call):
-    """Stop the gateway's service, wipe its data directory and its private /tmp and check that both
-    are empty, remove what the life cycle wrote beside the data directory, start it again and wait for its health check, then check that its data directory
-    still holds no file and that it re-entered no session (no project-config.json in its /tmp).
-    Never raises for the gateway's own failures: `verified` says whether it may serve again,
-    `reason` why not."""
+    """state=recycled: stop the gateway's service, wipe its data directory and its private /tmp and
+    check that both are empty, remove what the life cycle wrote beside the data directory, start it
+    again and wait for its health check, then check that its data directory still holds no file and
+    that it re-entered no session (no project-config.json in its /tmp). Never raises for the
+    gateway's own failures: `verified` says whether it may serve again, `reason` why not.
+    state=stopped and state=started only stop or start it, touching nothing on disk: a release stops
+    the gateway so that what it saves on stop is in the snapshot, and starts it again when the
+    snapshot fails."""
     params = call.params
     name = params["name"]
+    if params["state"] != "recycled":
+        return _stop_or_start(call)
     if call.check_mode:
         return {"changed": True, "verified": True, "healthy": True, "reason": None}
+    if not params["data_dir"]:
+        return _unverified(name, "its pool metadata names no data directory (data_dir)")
     scrubbed = [params["data_dir"]] + ([params["tmp_dir"]] if params["tmp_dir"] else [])
     for directory in scrubbed:
         # A wipe through a link would empty whatever it points at, and the gateway would then be
@@ -324,6 +343,31 @@ def recycle(call):
     return {"changed": True, "verified": True, "healthy": True, "reason": None}
 
 
+def _stop_or_start(call):
+    params = call.params
+    name = "%s (%s)" % (params["name"], params["api_url"])
+    service = Service(params["service"], call.run_command)
+    running = service.running()
+    if params["state"] == "stopped":
+        if running is False:
+            return {"changed": False, "verified": False, "healthy": False, "reason": None}
+        if not call.check_mode:
+            service.stop()
+        return {"changed": True, "verified": False, "healthy": False, "reason": None}
+    healthy = health(params["api_url"], params["health_path"], params["timeout"])
+    if running is not False and healthy:
+        return {"changed": False, "verified": False, "healthy": True, "reason": None}
+    if call.check_mode:
+        return {"changed": True, "verified": False, "healthy": True, "reason": None}
+    if running is False:
+        service.start()
+    if not wait_healthy(params["api_url"], params["health_path"], params["timeout"], params["health_timeout"]):
+        raise GatewayApiError("Gateway %s did not answer GET %s with 200 within %s s after its start"
+                              % (name, params["health_path"], params["health_timeout"]),
+                              hint="See the gateway's log on its host")
+    return {"changed": True, "verified": False, "healthy": True, "reason": None}
+
+
 def _unverified(name, reason):
     return {"changed": True, "verified": False, "healthy": False, "reason": "Gateway %s was not scrubbed: %s" % (name, reason)}
 
@@ -332,12 +376,13 @@ def recycle_argument_spec():
     return {
         "name": {"type": "str", "required": True},
         "api_url": {"type": "str", "required": True},
-        "data_dir": {"type": "path", "required": True},
+        "data_dir": {"type": "path"},
         "tmp_dir": {"type": "path"},
-        "service": {"type": "dict", "required": True},
+        "service": {"type": "dict", "default": {}},
         "health_path": {"type": "str", "default": DEFAULT_HEALTH_PATH},
         "timeout": {"type": "float", "default": 5},
         "health_timeout": {"type": "float", "default": 30},
+        "state": {"type": "str", "default": "recycled", "choices": ["recycled", "stopped", "started"]},
     }
 
 

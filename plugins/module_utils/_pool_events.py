@@ -189,6 +189,7 @@ SETTINGS = {
     "idle_seconds": (0, "seconds"),
     "breaker_failures": (1, "a count of failed creations"),
     "breaker_open_seconds": (0, "seconds"),
+    "gateway_fault_limit": (1, "a count of failed allocations"),
 }
 
 

@@ -581,11 +581,37 @@ LANGUAGE sql STABLE AS $$
 $$;
 """
 
+_V5_GATEWAY_FAULTS = r"""
+-- Allocations that failed, in a row, through the gateway's own fault (its handshake, or no edge
+-- reaching it); reset when one of its allocations becomes active. At gateway_fault_limit it is
+-- quarantined, so one broken gateway is not claimed again and again while healthy ones wait.
+ALTER TABLE gateways ADD COLUMN faults_in_a_row integer NOT NULL DEFAULT 0;
+
+ALTER TABLE pool_settings DROP CONSTRAINT pool_settings_name_check;
+ALTER TABLE pool_settings ADD CONSTRAINT pool_settings_name_check CHECK (name IN (
+    'ready_floor', 'scale_step', 'max_total', 'host_capacity', 'scale_up_cooldown_seconds',
+    'scale_down_cooldown_seconds', 'idle_seconds', 'breaker_failures', 'breaker_open_seconds',
+    'gateway_fault_limit'));
+INSERT INTO pool_settings (name, value) VALUES ('gateway_fault_limit', 3) ON CONFLICT (name) DO NOTHING;
+
+-- A ready gateway registered without what the life cycle needs to restore into it and to recycle it
+-- would break every allocation that claims it: set aside, with the reason.
+WITH unrunnable AS (
+    UPDATE gateways SET status = 'quarantined', updated_at = now(),
+           status_reason = 'registered without metadata.data_dir or metadata.service, which the life cycle needs; '
+                           'register it again with both (docs/howto-inventory.md)'
+    WHERE status = 'ready' AND NOT (metadata ? 'data_dir' AND metadata ? 'service')
+    RETURNING id, status_reason)
+INSERT INTO gateway_events (kind, gateway_id, cause, detail)
+SELECT 'gateway.quarantined', id, status_reason, '{"from": "ready"}'::jsonb FROM unrunnable;
+"""
+
 MIGRATIONS = (
     Migration(1, "pool tables, allocation journal, events and routines", _V1_POOL),
     Migration(2, "lease holders, handshake tokens, a journal record per step and host", _V2_LEASES_AND_HANDSHAKE),
     Migration(3, "events with causes, their sinks, and the counters and gauges behind the metrics", _V3_EVENTS_AND_METRICS),
     Migration(4, "autoscaling: retiring gateways, reusable names, scaler settings and state", _V4_AUTOSCALING),
+    Migration(5, "gateway faults in a row and their limit; unrunnable ready gateways set aside", _V5_GATEWAY_FAULTS),
 )
 
 

@@ -127,6 +127,9 @@ def ensure_gateway(call):
             params = dict(params, api_url=_api_url(params["api_url"]))
         if params["nginx_upstream"]:
             params = dict(params, nginx_upstream=parse_upstream(params["nginx_upstream"]))
+        final_status = params["status"] or (before or {}).get("status")
+        if final_status == "ready" and (params["metadata"] is not None or params["status"] == "ready"):
+            _require_runnable(params["name"], params["metadata"] if params["metadata"] is not None else (before or {}).get("metadata"))
         if params["status"] == "ready" and (before is None or before["status"] != "ready"):
             url = params["api_url"] or before["api_url"]
             if not health(url, params["health_path"], params["health_timeout"]):
@@ -155,6 +158,26 @@ def ensure_gateway(call):
         after = _gateway(conn, params["name"])
     changed = _comparable(before) != _comparable(after)
     return {"changed": changed, "gateway": after, "diff": {"before": _comparable(before) or {}, "after": _comparable(after)}}
+
+
+def _require_runnable(name, metadata):
+    """A gateway in the pool must carry what the life cycle needs: its data directory, to restore
+    into and to wipe, and its service, to stop and restart it. Without them every allocation that
+    claims it would fail, and its rollback could not recycle it."""
+    metadata = metadata or {}
+    service = metadata.get("service")
+    missing = []
+    for key in ("data_dir", "tmp_dir"):
+        value = metadata.get(key)
+        if (key == "data_dir" or value is not None) and not (isinstance(value, str) and value.startswith("/")):
+            missing.append("%s (an absolute path on its host, got %r)" % (key, value))
+    if not (isinstance(service, dict) and (isinstance(service.get("daemon"), dict)
+                                           or isinstance(service.get("systemd_unit"), str) and service.get("systemd_unit"))):
+        missing.append("service ({daemon: {<options of demiurge.gateway.daemon>}} or {systemd_unit: <unit>}, got %r)" % (service,))
+    if missing:
+        raise InvalidInputError("Gateway %s cannot be put in service: its metadata lacks %s" % (name, "; ".join(missing)),
+                                hint="Register it with metadata.data_dir, metadata.service and, for the platform's gateway, "
+                                     "metadata.tmp_dir (its private /tmp), as docs/howto-inventory.md shows")
 
 
 # A host name, an IPv4 literal or a bracketed IPv6 literal, then an explicit port; an optional path
@@ -380,6 +403,7 @@ def _activate(call, organization, holder, conn=None):
                                    "lease_expires_at = NULL, lease_holder = NULL, tmp_handshake_token = NULL WHERE id = %s "
                                    "RETURNING extract(epoch FROM now() - started_at)::float8",
                                    (before["allocation_id"],)).fetchone()
+            conn.execute("UPDATE gateways SET faults_in_a_row = 0 WHERE id = %s AND faults_in_a_row <> 0", (before["gateway_id"],))
             event(conn, "allocation.activated", gateway=before["gateway_id"], organization=organization,
                   allocation=before["allocation_id"], run=holder, duration=started[0], detail={"operation": "allocate"})
         after = live_allocation(conn, organization)
@@ -432,9 +456,33 @@ def _finish(call, organization, holder):
         conn.execute("CALL proc_organizations_gateways_stop(%s, %s)", (organization, params["reason"]))
         if params["gateway_status"] == "ready":
             event(conn, "gateway.scrubbed", gateway=before["gateway_id"], allocation=before["allocation_id"], run=holder)
-        _set_status(conn, before["gateway_name"], params["gateway_status"], params["gateway_reason"])
+        status, reason = params["gateway_status"], params["gateway_reason"]
+        if params["reason"] == "failed":
+            status, reason = _count_gateway_fault(conn, before, holder, status, reason)
+        _set_status(conn, before["gateway_name"], status, reason)
         after = _allocation(conn, "WHERE og.id = %s", (before["allocation_id"],))
     return dict(_result(True, after, before, holder), diff={"before": _summary(before), "after": {}})
+
+
+def _count_gateway_fault(conn, allocation, holder, status, reason):
+    """A failed allocation whose journal blames its gateway (a step recorded gateway_fault) counts
+    against the gateway. At the pool's gateway_fault_limit in a row, a gateway that would return to
+    the pool is quarantined instead, with the last cause."""
+    fault = conn.execute("SELECT step, detail->>'error' FROM allocation_steps WHERE allocation_id = %s "
+                         "AND detail->>'gateway_fault' = 'true' ORDER BY updated_at DESC LIMIT 1",
+                         (allocation["allocation_id"],)).fetchone()
+    if fault is None:
+        return status, reason
+    count, limit = conn.execute(
+        "UPDATE gateways SET faults_in_a_row = faults_in_a_row + 1 WHERE id = %s "
+        "RETURNING faults_in_a_row, (SELECT value FROM pool_settings WHERE name = 'gateway_fault_limit')",
+        (allocation["gateway_id"],)).fetchone()
+    event(conn, "gateway.fault", gateway=allocation["gateway_id"], allocation=allocation["allocation_id"], step=fault[0],
+          cause=fault[1], run=holder, detail={"in_a_row": count})
+    if status == "ready" and limit is not None and count >= limit:
+        return "quarantined", ("it failed %d allocations in a row; the last at its %s step: %s. Fix it, then return it "
+                               "with pool_gateway status=ready" % (count, fault[0], fault[1]))
+    return status, reason
 
 
 def _unlease(call, organization, holder):

@@ -19,7 +19,12 @@ description:
     and checks once more that the data directory holds no file (empty directories are allowed, as a
     gateway lays them out on start) and that O(tmp_dir) holds no C(project-config.json).
   - It never fails for the gateway's own faults. RV(verified) says whether the gateway may return
-    to the pool; when it is false, RV(reason) says why, for the quarantine.
+    to the pool; when it is false, RV(reason) says why, for the quarantine. A gateway whose
+    metadata names no O(data_dir) or no O(service) is not verified.
+  - With O(state=stopped) it only stops the gateway, and with O(state=started) it only starts it
+    (when it is not running) and waits for its health check, touching nothing on disk. A release
+    stops the gateway before it takes the snapshot, so that what the gateway saves when it stops is
+    in the snapshot, and starts it again (it re-enters its session) when the snapshot fails.
   - Runs on the gateway's host.
   - In check mode nothing is stopped or wiped, and the gateway is predicted scrubbed.
 extends_documentation_fragment:
@@ -29,8 +34,8 @@ attributes:
   diff_mode:
     support: none
   idempotent:
-    support: none
-    details: Every call restarts the gateway; that is its purpose.
+    support: partial
+    details: With O(state=recycled) every call restarts the gateway; that is its purpose. V(stopped) and V(started) change nothing when the gateway already is so.
 options:
   name:
     description: The gateway's name, for the messages.
@@ -41,9 +46,8 @@ options:
     type: str
     required: true
   data_dir:
-    description: The gateway's data directory on its host.
+    description: The gateway's data directory on its host (its C(/data)). Without it the gateway is not verified.
     type: path
-    required: true
   tmp_dir:
     description:
       - The directory the gateway sees as its C(/tmp) (its private C(/tmp)), as its pool metadata
@@ -58,8 +62,9 @@ options:
         C(log_file), C(wait_port), ...), for a process that module supervises, as the
         C(gateway_standin) role registers it.
       - Key C(systemd_unit), a unit name, for a gateway run by systemd (C(systemctl stop) and C(start)).
+      - Without either, the gateway is not verified.
     type: dict
-    required: true
+    default: {}
   health_path:
     description: The gateway's health check path.
     type: str
@@ -72,6 +77,15 @@ options:
     description: Seconds to wait for the gateway to be healthy after its restart.
     type: float
     default: 30
+  state:
+    description:
+      - V(recycled) stops, scrubs, starts and verifies the gateway.
+      - V(stopped) only stops it; V(started) only starts it and waits for its health check, and
+        fails when it does not answer within O(health_timeout).
+    type: str
+    choices: [recycled, stopped, started]
+    default: recycled
+    version_added: 0.5.0
 author:
   - Demiurge platform team (@demiurge)
 """

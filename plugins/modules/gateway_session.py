@@ -125,6 +125,17 @@ unknown_organizations:
   type: list
   elements: str
   sample: []
+gateway_faults:
+  description:
+    - The organizations of RV(failed_organizations) whose failure is their gateway's (it refused or
+      did not answer the handshake, or answered without the token's exchange). The journal records
+      it, and the pool quarantines a gateway that fails C(gateway_fault_limit) allocations in a row (M(demiurge.gateway.pool_settings)).
+    - Without O(sessions), a failed call says the same in its own C(gateway_fault).
+  returned: with O(sessions)
+  type: list
+  elements: str
+  sample: []
+  version_added: 0.5.0
 """
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._gateway_api import GATEWAY_SESSION

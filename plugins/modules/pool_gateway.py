@@ -37,8 +37,14 @@ options:
     type: str
   metadata:
     description:
-      - Metadata stored with the gateway. The life cycle reads C(data_dir) (the gateway's data
-        directory) and C(service) (how M(demiurge.gateway.gateway_recycle) restarts it).
+      - Metadata stored with the gateway. The life cycle reads C(host) (where the gateway runs),
+        C(data_dir) (the gateway's data directory, its C(/data)), C(tmp_dir) (its private C(/tmp))
+        and C(service) (how M(demiurge.gateway.gateway_recycle) stops and starts it: C({daemon: {...}})
+        or C({systemd_unit: <unit>})).
+      - A gateway is put in service (V(ready)) only when its metadata names C(data_dir) and
+        C(service), and C(tmp_dir), when given, as absolute paths: without them every allocation
+        that claimed it would fail and its rollback could not recycle it. Pool migration 5
+        quarantines ready gateways registered without them.
     type: dict
   status:
     description: Status to move the gateway to; omit to leave it.
@@ -72,11 +78,18 @@ author:
 """
 
 EXAMPLES = r"""
+# The gateway_standin role registers the gateways it runs this way; see docs/howto-inventory.md.
 - name: Register a gateway and put it in the pool
   demiurge.gateway.pool_gateway:
     name: gw-001
     api_url: http://127.0.0.1:21001
     nginx_upstream: 127.0.0.1:21001
+    metadata:
+      host: gwhost1
+      data_dir: /srv/gateways/gw-001/data
+      tmp_dir: /srv/gateways/gw-001/tmp
+      service:
+        systemd_unit: demiurge-gateway@gw-001.service
     status: ready
   delegate_to: localhost
 

@@ -59,6 +59,13 @@ options:
       - How long the breaker stays open (the autoscaler creates nothing). After it, one more failed
         creation opens it again; a successful one closes it. The pool starts with 300.
     type: int
+  gateway_fault_limit:
+    description:
+      - Allocations a gateway fails in a row through its own fault (its handshake, or no edge
+        reaching it) before it is quarantined with the last cause. An allocation of it that becomes
+        active starts the count again. At least 1; the pool starts with 3.
+    type: int
+    version_added: 0.5.0
 seealso:
   - module: demiurge.gateway.pool_info
   - module: demiurge.gateway.pool_autoscale
@@ -85,7 +92,8 @@ settings:
   returned: always
   type: dict
   sample: {"ready_floor": 5, "scale_step": 3, "max_total": 20, "host_capacity": 10, "scale_up_cooldown_seconds": 30,
-           "scale_down_cooldown_seconds": 600, "idle_seconds": 1800, "breaker_failures": 3, "breaker_open_seconds": 300}
+           "scale_down_cooldown_seconds": 600, "idle_seconds": 1800, "breaker_failures": 3, "breaker_open_seconds": 300,
+           "gateway_fault_limit": 3}
 """
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_events import POOL_SETTINGS

@@ -39,6 +39,8 @@ def _detail(result):
             detail[key] = result[key].get("id")
     if result.get("failed") or result.get("unreachable"):
         detail["error"] = str(result.get("msg", ""))[:500]
+        if result.get("gateway_fault"):
+            detail["gateway_fault"] = True
     return detail
 
 
@@ -153,6 +155,8 @@ class JournaledBatch(_Journal):
             elif organization in failed:
                 state = "unknown" if organization in unknown else "failed"
                 detail = {"error": str(failed[organization])[:500]}
+                if organization in (result.get("gateway_faults") or ()):
+                    detail["gateway_fault"] = True
             else:
                 state, detail = "done", {}
             self._write(self._params(allocation_id), state, detail)

@@ -1,10 +1,12 @@
 """allocate.yml, release.yml and reconcile.yml run through ansible-runner (as AWX runs them)
 against the test stack: real PostgreSQL, PowerDNS, nginx and gateway stand-ins."""
 
+import json
 import os
 import signal
 import subprocess
 import threading
+import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -146,7 +148,7 @@ def test_bad_role_input_fails_before_the_first_step():
 
 
 FAULTS = ["powerdns refuses the key", "powerdns is down", "nginx config broken by a foreign file",
-          "nginx is not running", "handshake answers 500", "handshake fails and the gateway is unhealthy",
+          "nginx is not running", "handshake answers 500", "the gateway is unhealthy",
           "the platform API refuses the token", "the platform API hangs", "database unreachable during a step"]
 
 
@@ -161,8 +163,9 @@ def fault(name):
         "nginx config broken by a foreign file": ({}, "foreign", "already broken before this change", "route"),
         "nginx is not running": ({}, "nginx-down", "is not running", "route"),
         "handshake answers 500": ({}, "fail-handshake", "HTTP 500", "handshake"),
-        "handshake fails and the gateway is unhealthy": ({"allocation_gateway_health_timeout": 2}, "unhealthy", "HTTP 500",
-                                                         "handshake"),
+        # No edge reaches a gateway that does not answer: it is never handed out.
+        "the gateway is unhealthy": ({"allocation_gateway_health_timeout": 2}, "unhealthy",
+                                     "was not answered by that gateway within 5.0s: HTTP 503, nginx reached", "route"),
         # The gateway answers 200 {} all the same, as the real one does: only the pool shows nothing was exchanged.
         "the platform API refuses the token": ({}, "api-refuses", "never exchanged its token", "handshake"),
         # A hang, not a refusal: the gateway's call to the API times out and the handshake with it.
@@ -223,6 +226,16 @@ def test_each_failing_step_is_rolled_back_completely(name, witness):
     assert_nothing_left(organization, baseline)
     witness_org, witness_gateway = witness
     assert through_edge(witness_org) == (200, witness_gateway), "nginx still serves the other orgs"
+    with db() as conn:
+        # A failure that is the gateway's counts against it, and only such a failure does.
+        faults = conn.execute(
+            "SELECT g.faults_in_a_row, (SELECT count(*) FROM gateway_events e WHERE e.kind = 'gateway.fault' "
+            "AND e.allocation_id = og.id AND e.step = %s) FROM organizations_gateways og JOIN gateways g ON g.id = og.gateway_id "
+            "WHERE og.organization_id = %s", (step, str(organization))).fetchone()
+        gateways_fault = injection in ("fail-handshake", "unhealthy", "api-refuses", "api-hangs")
+        assert faults == ((1, 1) if gateways_fault else (0, 0)), faults
+        # Each case starts from a gateway without faults (every case claims the oldest ready one).
+        conn.execute("UPDATE gateways SET faults_in_a_row = 0")
     after = stats()
     if injection != "unhealthy":
         assert after["ready"] == baseline["ready"], "the gateway is back in the pool"
@@ -235,6 +248,32 @@ def test_each_failing_step_is_rolled_back_completely(name, witness):
             "WHERE og.organization_id = %s AND g.status = 'quarantined'", (str(organization),)).fetchone()
         assert "did not answer GET /collab/ping with 200" in reason
         conn.execute("CALL proc_gateways_set_ready(%s)", (gateway_id,))
+
+
+def test_a_gateway_that_keeps_failing_its_handshake_is_set_aside(witness):
+    """The oldest ready gateway is claimed first: failing, it would be claimed again and again."""
+    with db() as conn:
+        limit = conn.execute("SELECT value FROM pool_settings WHERE name = 'gateway_fault_limit'").fetchone()[0]
+        gateway_id, name = conn.execute("SELECT id, name FROM gateways WHERE status = 'ready' ORDER BY created_at, id LIMIT 1").fetchone()
+    broken, baseline = gateway_file(name, "fail-handshake"), stats()
+    broken.write_text("")
+    try:
+        for attempt in range(limit):
+            rc, dummy, out = run("allocate", uuid.uuid4())
+            assert rc != 0 and "step 'handshake'" in out and "HTTP 500" in out, out[-2000:]
+        with db() as conn:
+            status, reason = conn.execute("SELECT status, status_reason FROM gateways WHERE name = %s", (name,)).fetchone()
+        assert status == "quarantined" and "failed %d allocations in a row" % limit in reason and "HTTP 500" in reason, reason
+        organization = uuid.uuid4()
+        rc, data, out = run("allocate", organization)
+        assert rc == 0 and data["gateway_allocation"]["gateway"] != name, out[-2000:]
+        assert run("release", organization)[0] == 0
+    finally:
+        broken.unlink()
+        with db() as conn:
+            conn.execute("CALL proc_gateways_set_ready(%s)", (gateway_id,))
+            conn.execute("UPDATE gateways SET faults_in_a_row = 0")
+    assert stats() == baseline
 
 
 def run_parallel(playbook, organizations):
@@ -306,6 +345,34 @@ def test_data_follows_the_org_to_another_gateway_byte_for_byte(witness):
         assert run("release", filler)[0] == 0
 
 
+def standin_state(organization, edits=None):
+    """What the organization's gateway holds in memory; edits are added to it first (unsaved until it stops)."""
+    with db() as conn:
+        api_url = conn.execute("SELECT g.api_url FROM organizations_gateways og JOIN gateways g ON g.id = og.gateway_id "
+                               "WHERE og.organization_id = %s AND og.stopped_at IS NULL", (str(organization),)).fetchone()[0]
+    request = urllib.request.Request(api_url + "/standin/state", method="POST" if edits else "GET",
+                                     data=json.dumps(edits).encode() if edits else None)
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.load(response)
+
+
+def test_the_release_snapshot_holds_what_the_gateway_saves_when_it_stops(witness):
+    """The gateway saves what it holds in memory when it stops: the release stops it before taking the
+    snapshot, so that save travels with the organization."""
+    organization = uuid.uuid4()
+    assert run("allocate", organization)[0] == 0
+    assert standin_state(organization, {"unsaved": "kept"})["state"]["edits"] == {"unsaved": "kept"}
+    assert read_tree(gateway_data_dir(organization)) == {}, "nothing on disk until the gateway stops"
+    rc, dummy, out = run("release", organization)
+    assert rc == 0, out[-2000:]
+    rc, dummy, out = run("allocate", organization)
+    assert rc == 0, out[-2000:]
+    try:
+        assert standin_state(organization)["state"]["edits"] == {"unsaved": "kept"}
+    finally:
+        assert run("release", organization)[0] == 0
+
+
 def test_shrinking_data_stops_the_release_and_loses_nothing(witness):
     organization = uuid.uuid4()
     assert run("allocate", organization)[0] == 0
@@ -318,7 +385,9 @@ def test_shrinking_data_stops_the_release_and_loses_nothing(witness):
     rc, dummy, out = run("release", organization)
     assert rc != 0 and "would drop projects present in snapshot" in out and "p-2" in out
     assert live(organization)[2] == "releasing", "the release stopped before anything was withdrawn"
+    assert "The gateway was started again and serves the organization" in plain(out)
     assert dns_status(organization) == "NOERROR" and through_edge(organization)[0] == 200
+    assert standin_state(organization)["organization"] == str(organization), "it re-entered the organization's session"
     write_org_data(data_dir, ["p-1", "p-2"])
     assert run("release", organization)[0] == 0
     assert live(organization) is None
@@ -356,7 +425,7 @@ def test_reconcile_removes_orphan_records_and_routes_and_keeps_live_ones(witness
     ensure_route({"config_root": state_path(ENV, "nginx"), "config_file": None, "organization": str(orphan),
                   "domain": DOMAIN, "upstream": upstream, "state": "present", "owner": dead_owner, "force": False,
                   "listen_url": "http://127.0.0.1:%s" % os.environ["DEMIURGE_TEST_HTTP_PORT"], "nginx_binary": "/usr/sbin/nginx",
-                  "reload_timeout": 10.0, "lock_timeout": 30.0}, False, run_command, print)
+                  "reload_timeout": 10.0, "lock_timeout": 30.0, "reach_path": None, "reach_timeout": 5}, False, run_command, print)
     assert dns_status(orphan) == "NOERROR" and through_edge(orphan)[0] == 200
     rc, dummy, out = run("reconcile")
     assert rc == 0, out[-3000:]
@@ -394,7 +463,7 @@ def foreign_route(organization, owner):
                   "domain": DOMAIN, "upstream": "127.0.0.1:%d" % (int(os.environ["DEMIURGE_TEST_PORT_BASE"]) + 501),
                   "state": "present", "owner": owner, "force": False,
                   "listen_url": "http://127.0.0.1:%s" % os.environ["DEMIURGE_TEST_HTTP_PORT"], "nginx_binary": "/usr/sbin/nginx",
-                  "reload_timeout": 10.0, "lock_timeout": 30.0}, False, run_command, print)
+                  "reload_timeout": 10.0, "lock_timeout": 30.0, "reach_path": None, "reach_timeout": 5}, False, run_command, print)
 
 
 def test_a_batch_rolls_back_only_the_organization_that_failed(witness):

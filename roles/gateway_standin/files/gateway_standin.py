@@ -22,9 +22,15 @@ Where it differs from the real gateway, and why:
   as the platform's later gateways do from their store, so the tests can see what it would serve;
 - faults for the tests: 503 from /collab/ping while --unhealthy-file exists, 500 from /collab/start
   while --fail-handshake-file exists;
+- on SIGTERM, once it reported ready, it saves the edits it holds in memory only (see
+  POST /standin/state) into its data directory (saved-on-stop.json) and exits, as the real one saves its state store; the real
+  one saves only when that store was initialized, which its handshake path never does, so the
+  stand-in's save is what proves that a release takes its snapshot after the gateway's own save;
 - every response carries X-Gateway: <its name>, so a test sees which gateway nginx reached;
 - paths for the tests only, under /standin/, which the real gateway does not use:
   GET /standin/state  {"gateway", "organization", "state"}: what it holds in memory;
+  POST /standin/state {...}: merged into the organization's unsaved edits (state.edits), in memory
+                      only until it stops;
   /standin/ws         a WebSocket that echoes each text frame as "<name>: <text>".
 Standard library only.
 """
@@ -35,6 +41,7 @@ import base64
 import hashlib
 import json
 import os
+import signal
 import ssl
 import struct
 import sys
@@ -46,6 +53,7 @@ WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 REQUIRED = ("GATEWAY_ID", "GATEWAY_TOKEN", "GATEWAY_HMAC_SECRET", "SERVER_BIND", "GANYMEDE_FQDN", "GATEWAY_SCRIPTS_DIR")
 READY_RETRY_SECONDS = 5
 SESSION_FILE = "project-config.json"
+SAVED_ON_STOP = "saved-on-stop.json"
 
 
 def api_call(env, path, body, bearer=None, timeout=10):
@@ -140,6 +148,10 @@ class Gateway:
             return "200 OK", {}
         if path == "/collab/start" and method == "POST":
             return await self.start(body)
+        if path == "/standin/state" and method == "POST":
+            if self.state is None:
+                return "409 Conflict", {"error": "no organization"}
+            self.state["edits"].update(json.loads(body or b"{}"))
         if path == "/standin/state":
             return "200 OK", {"gateway": self.name, "organization": self.organization, "state": self.state}
         return "404 Not Found", {"error": "Not found", "path": path}
@@ -182,7 +194,18 @@ class Gateway:
                 state["state_file"] = handle.read()
         except OSError:
             state["state_file"] = None
+        try:
+            with open(os.path.join(self.data_dir, SAVED_ON_STOP)) as handle:
+                state["edits"] = json.load(handle)["edits"]
+        except (OSError, ValueError, KeyError):
+            state["edits"] = {}
         return state
+
+    def save_on_stop(self):
+        if self.state is not None and self.state["edits"]:
+            with open(os.path.join(self.data_dir, SAVED_ON_STOP), "w") as handle:
+                json.dump({"organization": self.organization, "edits": self.state["edits"]}, handle)
+        sys.exit(0)
 
     async def _websocket(self, reader, writer, headers):
         accept = base64.b64encode(hashlib.sha1((headers["sec-websocket-key"] + WS_GUID).encode()).digest()).decode()
@@ -250,6 +273,8 @@ def main():
         server = await asyncio.start_server(gateway.handle, bind["host"], int(bind["port"]))
         async with server:
             await gateway.report_ready()
+            # As the real one: its stop handler is installed only once it reported ready.
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, gateway.save_on_stop)
             await server.serve_forever()
 
     asyncio.run(serve())

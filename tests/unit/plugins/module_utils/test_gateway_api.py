@@ -153,6 +153,9 @@ class Service:
     def __init__(self, spec, run_command):
         self.spec = spec
 
+    def running(self):
+        return self.spec.get("running", True)
+
     def stop(self):
         Service.events.append("stop")
 
@@ -165,10 +168,10 @@ class Service:
             raise GatewayApiError("exec failed")
 
 
-def recycle_call(data_dir, service=None):
-    return Call({"name": "gw-1", "api_url": "http://10.0.0.5:21001", "data_dir": str(data_dir),
-                 "tmp_dir": str(data_dir.parent / "tmp"), "service": service or {"daemon": {}},
-                 "health_path": "/collab/ping", "timeout": 1.0, "health_timeout": 0.3}, False, False, None)
+def recycle_call(data_dir, service=None, state="recycled"):
+    return Call({"name": "gw-1", "api_url": "http://10.0.0.5:21001", "data_dir": data_dir and str(data_dir),
+                 "tmp_dir": data_dir and str(data_dir.parent / "tmp"), "service": service or {"daemon": {}},
+                 "health_path": "/collab/ping", "timeout": 1.0, "health_timeout": 0.3, "state": state}, False, False, None)
 
 
 @pytest.fixture
@@ -231,6 +234,32 @@ def test_a_service_that_does_not_start_is_not_verified(monkeypatch, data_dir):
     monkeypatch.setattr(_gateway_api, "open_url", Gateway({"/collab/ping": 200}))
     result = recycle(recycle_call(data_dir, {"fails": True}))
     assert not result["verified"] and "exec failed" in result["reason"]
+
+
+def test_a_gateway_without_a_data_directory_is_not_verified_and_not_touched(monkeypatch, data_dir):
+    monkeypatch.setattr(_gateway_api, "open_url", Gateway({"/collab/ping": 200}))
+    result = recycle(recycle_call(None))
+    assert not result["verified"] and "names no data directory" in result["reason"] and Service.events == []
+
+
+def test_stopped_only_stops_and_keeps_everything_on_disk(monkeypatch, data_dir):
+    """A release stops the gateway before its snapshot, so what the gateway saves on stop is in it."""
+    monkeypatch.setattr(_gateway_api, "open_url", Gateway({"/collab/ping": 200}))
+    assert recycle(recycle_call(data_dir, state="stopped"))["changed"]
+    assert Service.events == ["stop"] and (data_dir / "state.json").exists()
+    assert (data_dir.parent / "tmp" / "project-config.json").exists(), "its session stays, to re-enter if it starts again"
+    assert recycle(recycle_call(data_dir, {"daemon": {}, "running": False}, state="stopped"))["changed"] is False
+
+
+def test_started_starts_a_stopped_gateway_and_waits_for_its_health(monkeypatch, data_dir):
+    monkeypatch.setattr(_gateway_api, "open_url", Gateway({"/collab/ping": 200}))
+    result = recycle(recycle_call(data_dir, {"daemon": {}, "running": False}, state="started"))
+    assert result["changed"] and result["healthy"] and Service.events == ["start"]
+    assert (data_dir / "state.json").exists()
+    assert recycle(recycle_call(data_dir, state="started"))["changed"] is False, "running and healthy: nothing to do"
+    monkeypatch.setattr(_gateway_api, "open_url", Gateway({"/collab/ping": 503}))
+    with pytest.raises(GatewayApiError, match="did not answer GET /collab/ping with 200 within 0.3 s after its start"):
+        recycle(recycle_call(data_dir, {"daemon": {}, "running": False}, state="started"))
 
 
 def test_wipe_keeps_the_directory_and_nothing_in_it(tmp_path):

@@ -218,12 +218,37 @@ def test_good_api_urls_are_taken(url):
     assert _pool_ops._api_url(url) == url.rstrip("/")
 
 
+RUNNABLE = {"data_dir": "/srv/gw-1/data", "tmp_dir": "/srv/gw-1/tmp", "service": {"systemd_unit": "demiurge-gw-1.service"}}
+
+
 def test_a_gateway_is_put_in_service_only_when_healthy(db, monkeypatch):
     monkeypatch.setattr(_pool_ops, "health", lambda url, path, timeout: False)
     conn = db()
     with pytest.raises(InvalidInputError, match="does not answer GET http://127.0.0.1:21001/collab/ping with 200"):
-        _pool_ops.ensure_gateway(Call(dict(GATEWAY, status="ready"), False, False, None))
+        _pool_ops.ensure_gateway(Call(dict(GATEWAY, status="ready", metadata=RUNNABLE), False, False, None))
     assert conn.ran("proc_gateway_new") == [] and conn.ran("proc_gateways_set_ready") == []
+
+
+@pytest.mark.parametrize("metadata, lacks", [
+    (None, "data_dir"),  # pool_gateway's example once showed this; every allocation claiming it then broke
+    ({"data_dir": "/srv/gw-1/data"}, "service"),
+    ({"data_dir": "relative/data", "service": {"systemd_unit": "gw"}}, "data_dir"),
+    ({"data_dir": "/d", "tmp_dir": "", "service": {"systemd_unit": "gw"}}, "tmp_dir"),
+    ({"data_dir": "/d", "service": {"systemd_unit": ""}}, "service"),
+    ({"data_dir": "/d", "service": {"daemon": "gw"}}, "service"),
+])
+def test_a_gateway_the_life_cycle_cannot_run_is_not_put_in_service(db, monkeypatch, metadata, lacks):
+    monkeypatch.setattr(_pool_ops, "health", lambda url, path, timeout: True)
+    conn = db()
+    with pytest.raises(InvalidInputError, match="Gateway gw-1 cannot be put in service: its metadata lacks %s" % lacks):
+        _pool_ops.ensure_gateway(Call(dict(GATEWAY, status="ready", metadata=metadata), False, False, None))
+    assert conn.ran("proc_gateway_new") == [] and conn.statements[-1] == ("ROLLBACK", ())
+
+
+def test_a_gateway_registered_without_status_needs_no_metadata_yet(db):
+    conn = db()
+    _pool_ops.ensure_gateway(Call(dict(GATEWAY, scrubbed=False), False, False, None))
+    assert len(conn.ran("proc_gateway_new")) == 1 and conn.statements[-1] == ("COMMIT", ())
 
 
 def test_a_list_claims_each_organization_once_and_fails_only_the_ones_that_fail(monkeypatch):
@@ -258,3 +283,24 @@ def test_a_list_claims_each_organization_once_and_fails_only_the_ones_that_fail(
 def test_a_list_takes_only_claims_and_activations():
     with pytest.raises(InvalidInputError, match="organizations takes state present or active, not absent"):
         _pool_ops.ensure_allocation(call(organization=None, organizations=[ORG], state="absent"))
+
+
+ALLOCATION = {"allocation_id": "a-1", "gateway_id": "g-1", "gateway_name": "gw-1"}
+
+
+@pytest.mark.parametrize("in_a_row, expected", [
+    (2, ("ready", None)),
+    (3, ("quarantined", "it failed 3 allocations in a row; the last at its handshake step: refused. Fix it, then return "
+                        "it with pool_gateway status=ready")),
+])
+def test_a_gateway_that_keeps_failing_its_handshake_is_set_aside(in_a_row, expected):
+    conn = Connection([("FROM allocation_steps", [("handshake", "refused")]),
+                       ("UPDATE gateways SET faults_in_a_row", [(in_a_row, 3)])])
+    assert _pool_ops._count_gateway_fault(conn, ALLOCATION, "run-1", "ready", None) == expected
+    assert conn.ran("INSERT INTO gateway_events")[0][:2] == ("gateway.fault", "g-1")
+
+
+def test_a_failure_that_is_not_the_gateways_counts_nothing():
+    conn = Connection([("FROM allocation_steps", [])])
+    assert _pool_ops._count_gateway_fault(conn, ALLOCATION, "run-1", "ready", None) == ("ready", None)
+    assert conn.ran("faults_in_a_row") == [] and conn.ran("gateway_events") == []
