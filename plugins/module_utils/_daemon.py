@@ -303,8 +303,10 @@ class Daemon:
             pass
 
     def stop(self, pid):
-        """Signal pid to stop, escalate to SIGKILL after stop_timeout, drop the pid file."""
+        """Signal pid to stop, escalate to SIGKILL after stop_timeout, drop the pid file. True when
+        it had to be killed (what it does when it stops may not have been done)."""
         deadline = time.monotonic() + self.stop_timeout
+        killed = False
         try:
             os.kill(pid, self.stop_signal)
             os.kill(pid, signal.SIGCONT)  # a hung (stopped) process only acts on its signal once continued
@@ -314,11 +316,13 @@ class Daemon:
             while _alive(pid) or (self.wait_port is not None and port_open(self.wait_host, self.wait_port)):
                 if time.monotonic() > deadline:
                     os.kill(pid, signal.SIGKILL)
+                    killed = True
                     deadline = time.monotonic() + 5
                 time.sleep(_POLL)
         except ProcessLookupError:
             pass
         self._forget()
+        return killed
 
     def reload(self, pid):
         try:

@@ -330,6 +330,12 @@ def change_routes(params, items, check_mode, run_command, warn):
     validation and a reload instead of waiting for one each. An entry nginx rejects fails alone:
     the batch is halved until the entries nginx accepts are found, and those go live. A forced
     change (force=true) is applied alone."""
+    if params["reach_path"] is not None and not (params["reach_path"].startswith("/") and params["listen_url"]):
+        # Skipped in silence, the check would let a route count that reaches no gateway.
+        raise InvalidInputError("reach_path %r needs a path starting with / and the edge's listen_url (got %r)"
+                                % (params["reach_path"], params["listen_url"]),
+                                hint="Give the gateway's health path (allocation_gateway_health_path) and the edge's "
+                                     "demiurge_edge_listen_url")
     edge = Edge(params["config_root"], params["config_file"], run_command, params["nginx_binary"],
                 params["listen_url"], params["reload_timeout"])
     refused = {}
@@ -367,7 +373,7 @@ def _check_reached(params, edge, changes, refused):
     answered by its gateway. One that is not stays in place, for the caller's rollback to withdraw
     (its outcome is unknown), and is the gateway's fault: an edge that reaches nothing else is seen
     by the edge's own checks, and an edge that cannot reach this gateway should never be given it."""
-    if not (params["reach_path"] and edge.listen_url):
+    if params["reach_path"] is None:
         return
     for change in changes:
         if change.upstream is None or change.label in refused or str(change.item["organization"]) in refused:

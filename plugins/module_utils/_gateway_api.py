@@ -272,12 +272,12 @@ class Service:
         return True if state in ("active", "activating", "reloading") else False if state in ("inactive", "failed") else None
 
     def stop(self):
+        """True when the daemon had to be killed after its stop timeout."""
         if self.daemon is not None:
             pid = self.daemon.pid()
-            if pid:
-                self.daemon.stop(pid)
-        else:
-            self._systemctl("stop")
+            return bool(pid) and self.daemon.stop(pid)
+        self._systemctl("stop")
+        return False
 
     def start(self):
         if self.daemon is not None:
@@ -309,8 +309,14 @@ def recycle(call):
         return {"changed": True, "verified": True, "healthy": True, "reason": None}
     if not params["data_dir"]:
         return _unverified(name, "its pool metadata names no data directory (data_dir)")
-    scrubbed = [params["data_dir"]] + ([params["tmp_dir"]] if params["tmp_dir"] else [])
+    if not params["tmp_dir"]:
+        # Its session and token live there: without it, nothing proves them gone.
+        return _unverified(name, "its pool metadata names no private /tmp (tmp_dir), so its session cannot be checked gone")
+    scrubbed = [params["data_dir"], params["tmp_dir"]]
     for directory in scrubbed:
+        # A relative path would be wiped relative to wherever the task runs.
+        if not os.path.isabs(directory) or os.path.normpath(directory) != directory.rstrip("/"):
+            return _unverified(name, "%r is not a plain absolute path; it was left alone" % directory)
         # A wipe through a link would empty whatever it points at, and the gateway would then be
         # given that directory: someone changed the gateway's layout.
         if os.path.islink(directory) or (os.path.lexists(directory) and not os.path.isdir(directory)):
@@ -318,6 +324,9 @@ def recycle(call):
     try:
         service = Service(params["service"], call.run_command)
         service.stop()
+        if health(params["api_url"], params["health_path"], params["timeout"]):
+            return _unverified(name, "it still answers GET %s after its service was stopped: its process is not the one "
+                               "its service runs, and it was not wiped" % params["health_path"])
         for directory in scrubbed:
             wipe(directory)
             left = _files_in(directory)
@@ -330,7 +339,7 @@ def recycle(call):
             if os.path.lexists(path):
                 return _unverified(name, "%s is still there after the wipe" % path)
         service.start()
-    except (GatewayError, OSError, subprocess.SubprocessError) as exc:
+    except (GatewayError, OSError, subprocess.SubprocessError, TypeError, ValueError, KeyError) as exc:
         return _unverified(name, "recycling it failed: %s" % exc)
     if not wait_healthy(params["api_url"], params["health_path"], params["timeout"], params["health_timeout"]):
         return _unverified(name, "it did not answer GET %s with 200 within %s s after its restart"
@@ -346,26 +355,39 @@ def recycle(call):
 def _stop_or_start(call):
     params = call.params
     name = "%s (%s)" % (params["name"], params["api_url"])
-    service = Service(params["service"], call.run_command)
-    running = service.running()
-    if params["state"] == "stopped":
+    result = {"changed": False, "verified": False, "healthy": False, "reason": None, "killed": False}
+    try:
+        service = Service(params["service"], call.run_command)
+        running = service.running()
+        if params["state"] == "stopped":
+            if running is not False and not call.check_mode:
+                result["killed"] = service.stop()
+                if result["killed"]:
+                    call.warn("Gateway %s did not stop within its stop timeout and was killed: what it saves when it "
+                              "stops may be missing" % name)
+            # Its pid file is not the only witness: a gateway that still answers was not stopped.
+            if not call.check_mode and health(params["api_url"], params["health_path"], params["timeout"]):
+                raise GatewayApiError("Gateway %s still answers GET %s after its service was stopped: its process is not "
+                                      "the one its service runs" % (name, params["health_path"]),
+                                      hint="Stop the process that listens on its address (its pid file may be missing), then "
+                                           "run again", outcome="not_applied")
+            return dict(result, changed=running is not False)
+        healthy = health(params["api_url"], params["health_path"], params["timeout"])
+        if running is not False and healthy:
+            return dict(result, healthy=True)
+        if call.check_mode:
+            return dict(result, changed=True, healthy=True)
         if running is False:
-            return {"changed": False, "verified": False, "healthy": False, "reason": None}
-        if not call.check_mode:
-            service.stop()
-        return {"changed": True, "verified": False, "healthy": False, "reason": None}
-    healthy = health(params["api_url"], params["health_path"], params["timeout"])
-    if running is not False and healthy:
-        return {"changed": False, "verified": False, "healthy": True, "reason": None}
-    if call.check_mode:
-        return {"changed": True, "verified": False, "healthy": True, "reason": None}
-    if running is False:
-        service.start()
+            service.start()
+    except (OSError, subprocess.SubprocessError, TypeError, ValueError, KeyError) as exc:
+        # A service description the pool holds but cannot run (for example daemon options without a program).
+        raise GatewayApiError("Could not %s gateway %s: %s" % ("stop" if params["state"] == "stopped" else "start", name, exc),
+                              hint="Check the service in its pool metadata (pool_gateway) and its log on its host")
     if not wait_healthy(params["api_url"], params["health_path"], params["timeout"], params["health_timeout"]):
         raise GatewayApiError("Gateway %s did not answer GET %s with 200 within %s s after its start"
                               % (name, params["health_path"], params["health_timeout"]),
                               hint="See the gateway's log on its host")
-    return {"changed": True, "verified": False, "healthy": True, "reason": None}
+    return dict(result, changed=True, healthy=True)
 
 
 def _unverified(name, reason):

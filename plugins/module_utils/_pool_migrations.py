@@ -595,12 +595,21 @@ ALTER TABLE pool_settings ADD CONSTRAINT pool_settings_name_check CHECK (name IN
 INSERT INTO pool_settings (name, value) VALUES ('gateway_fault_limit', 3) ON CONFLICT (name) DO NOTHING;
 
 -- A ready gateway registered without what the life cycle needs to restore into it and to recycle it
--- would break every allocation that claims it: set aside, with the reason.
+-- (its data directory and private /tmp as absolute paths, and a service to stop and start) would
+-- break every allocation that claims it, or keep a session through its recycle: set aside, with the
+-- reason. pool_gateway checks the same, and more, before it puts a gateway in service.
 WITH unrunnable AS (
     UPDATE gateways SET status = 'quarantined', updated_at = now(),
-           status_reason = 'registered without metadata.data_dir or metadata.service, which the life cycle needs; '
-                           'register it again with both (docs/howto-inventory.md)'
-    WHERE status = 'ready' AND NOT (metadata ? 'data_dir' AND metadata ? 'service')
+           status_reason = 'registered without plain absolute metadata.data_dir and metadata.tmp_dir, or without a '
+                           'metadata.service the life cycle can run; register it again with them (docs/howto-inventory.md)'
+    WHERE status = 'ready' AND NOT coalesce((
+        jsonb_typeof(metadata->'data_dir') = 'string' AND metadata->>'data_dir' ~ '^/.' AND metadata->>'data_dir' !~ '(^|/)\.\.?(/|$)'
+        AND jsonb_typeof(metadata->'tmp_dir') = 'string' AND metadata->>'tmp_dir' ~ '^/.' AND metadata->>'tmp_dir' !~ '(^|/)\.\.?(/|$)'
+        AND metadata->>'data_dir' <> metadata->>'tmp_dir'
+        AND (jsonb_typeof(metadata->'service'->'daemon'->'argv') = 'array'
+             AND jsonb_array_length(metadata->'service'->'daemon'->'argv') > 0
+             AND jsonb_typeof(metadata->'service'->'daemon'->'pidfile') = 'string'
+             OR coalesce(metadata->'service'->>'systemd_unit', '') ~ '^[A-Za-z0-9:_.@-]+$')), false)
     RETURNING id, status_reason)
 INSERT INTO gateway_events (kind, gateway_id, cause, detail)
 SELECT 'gateway.quarantined', id, status_reason, '{"from": "ready"}'::jsonb FROM unrunnable;

@@ -9,6 +9,7 @@ call, values only as parameters, check mode as a rolled-back transaction.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import uuid
@@ -127,9 +128,12 @@ def ensure_gateway(call):
             params = dict(params, api_url=_api_url(params["api_url"]))
         if params["nginx_upstream"]:
             params = dict(params, nginx_upstream=parse_upstream(params["nginx_upstream"]))
+        _require_own_addresses(conn, params["name"], params["api_url"] or before["api_url"],
+                               params["nginx_upstream"] or before["nginx_upstream"])
         final_status = params["status"] or (before or {}).get("status")
         if final_status == "ready" and (params["metadata"] is not None or params["status"] == "ready"):
-            _require_runnable(params["name"], params["metadata"] if params["metadata"] is not None else (before or {}).get("metadata"))
+            _require_runnable(conn, params["name"],
+                              params["metadata"] if params["metadata"] is not None else (before or {}).get("metadata"))
         if params["status"] == "ready" and (before is None or before["status"] != "ready"):
             url = params["api_url"] or before["api_url"]
             if not health(url, params["health_path"], params["health_timeout"]):
@@ -154,30 +158,69 @@ def ensure_gateway(call):
                                  (value, before["id"]))
         if params["scrubbed"] and before is not None:
             event(conn, "gateway.scrubbed", gateway=before["id"])
-        _set_status(conn, params["name"], params["status"], params["status_reason"])
+        # A status read earlier may be stale: from_status moves the gateway only from what the caller saw.
+        if params["from_status"] is None or (before is not None and before["status"] in params["from_status"]):
+            _set_status(conn, params["name"], params["status"], params["status_reason"])
         after = _gateway(conn, params["name"])
     changed = _comparable(before) != _comparable(after)
     return {"changed": changed, "gateway": after, "diff": {"before": _comparable(before) or {}, "after": _comparable(after)}}
 
 
-def _require_runnable(name, metadata):
+_UNIT = re.compile(r"^[A-Za-z0-9:_.@-]+$")
+
+
+def _plain_path(value):
+    """An absolute path without '..', '.', doubled slashes or control characters, and not '/'."""
+    return (isinstance(value, str) and value.startswith("/") and value != "/" and os.path.normpath(value) == value
+            and not any(ord(char) < 32 for char in value))
+
+
+def _require_runnable(conn, name, metadata):
     """A gateway in the pool must carry what the life cycle needs: its data directory, to restore
-    into and to wipe, and its service, to stop and restart it. Without them every allocation that
-    claims it would fail, and its rollback could not recycle it."""
+    into and to wipe; its private /tmp, where it keeps its session and token, to wipe and to check;
+    and its service, to stop and restart it. None of its directories may be another gateway's on
+    the same host, or hold one: a recycle wipes them. Without this, every allocation that claimed
+    it would fail, or a recycle would wipe or hand over what belongs to another organization."""
     metadata = metadata or {}
+    problems = ["%s (a plain absolute path on its host, not '/', got %r)" % (key, metadata.get(key))
+                for key in ("data_dir", "tmp_dir") if not _plain_path(metadata.get(key))]
     service = metadata.get("service")
-    missing = []
-    for key in ("data_dir", "tmp_dir"):
-        value = metadata.get(key)
-        if (key == "data_dir" or value is not None) and not (isinstance(value, str) and value.startswith("/")):
-            missing.append("%s (an absolute path on its host, got %r)" % (key, value))
-    if not (isinstance(service, dict) and (isinstance(service.get("daemon"), dict)
-                                           or isinstance(service.get("systemd_unit"), str) and service.get("systemd_unit"))):
-        missing.append("service ({daemon: {<options of demiurge.gateway.daemon>}} or {systemd_unit: <unit>}, got %r)" % (service,))
-    if missing:
-        raise InvalidInputError("Gateway %s cannot be put in service: its metadata lacks %s" % (name, "; ".join(missing)),
-                                hint="Register it with metadata.data_dir, metadata.service and, for the platform's gateway, "
-                                     "metadata.tmp_dir (its private /tmp), as docs/howto-inventory.md shows")
+    daemon = service.get("daemon") if isinstance(service, dict) else None
+    if isinstance(daemon, dict):
+        if not (isinstance(daemon.get("name"), str) and daemon["name"] and _plain_path(daemon.get("pidfile"))
+                and isinstance(daemon.get("argv"), list) and daemon["argv"] and all(isinstance(arg, str) for arg in daemon["argv"])):
+            problems.append("service.daemon (the options of demiurge.gateway.daemon: name, argv, pidfile; got %r)" % (daemon,))
+    elif not (isinstance(service, dict) and isinstance(service.get("systemd_unit"), str) and _UNIT.match(service["systemd_unit"])):
+        problems.append("service ({daemon: {<options of demiurge.gateway.daemon>}} or {systemd_unit: <unit>}, got %r)" % (service,))
+    if not problems:
+        if metadata["data_dir"] == metadata["tmp_dir"] or _nested(metadata["data_dir"], metadata["tmp_dir"]):
+            problems.append("data_dir and tmp_dir that are distinct directories (got %s and %s)" % (metadata["data_dir"], metadata["tmp_dir"]))
+        rows = conn.execute("SELECT name, metadata->>'data_dir', metadata->>'tmp_dir' FROM gateways WHERE name <> %s "
+                            "AND status <> 'retired' AND coalesce(metadata->>'host', 'localhost') = %s",
+                            (name, metadata.get("host") or "localhost")).fetchall()
+        for other, other_data, other_tmp in rows:
+            for mine in (metadata["data_dir"], metadata["tmp_dir"]):
+                for theirs in (other_data, other_tmp):
+                    if theirs and (mine == theirs or _nested(mine, theirs)):
+                        problems.append("directories of its own (%s is, or holds, or is inside gateway %s's %s)" % (mine, other, theirs))
+    if problems:
+        raise InvalidInputError("Gateway %s cannot be put in service: its metadata lacks %s" % (name, "; ".join(problems)),
+                                hint="Register it with metadata.data_dir and metadata.tmp_dir (its own /data and /tmp on its host) "
+                                     "and metadata.service, as docs/howto-inventory.md shows")
+
+
+def _nested(one, other):
+    return one.startswith(other.rstrip("/") + "/") or other.startswith(one.rstrip("/") + "/")
+
+
+def _require_own_addresses(conn, name, api_url, upstream):
+    """Two gateways at one address would each serve the other's organization, and no check could tell."""
+    row = conn.execute("SELECT name FROM gateways WHERE name <> %s AND status <> 'retired' AND (api_url = %s OR nginx_upstream = %s)",
+                       (name, api_url, upstream)).fetchone()
+    if row:
+        raise InvalidInputError("Gateway %s cannot use api_url %s and nginx_upstream %s: gateway %s already uses one of them"
+                                % (name, api_url, upstream, row[0]),
+                                hint="Give each gateway its own address, or remove the other gateway first")
 
 
 # A host name, an IPv4 literal or a bracketed IPv6 literal, then an explicit port; an optional path
@@ -209,6 +252,9 @@ def _set_status(conn, name, status, reason):
         return
     if status == "ready":
         conn.execute("CALL proc_gateways_set_ready(%s)", (gateway["id"],))
+        if gateway["status"] == "quarantined":
+            # Returned by someone who fixed it: its failures so far no longer count.
+            conn.execute("UPDATE gateways SET faults_in_a_row = 0 WHERE id = %s", (gateway["id"],))
         return
     live = _live_allocation_of_gateway(conn, gateway["id"])
     if live:
@@ -254,6 +300,7 @@ def gateway_argument_spec():
         health_path={"type": "str", "default": DEFAULT_HEALTH_PATH},
         health_timeout={"type": "float", "default": 5},
         scrubbed={"type": "bool", "default": False},
+        from_status={"type": "list", "elements": "str"},
         state={"type": "str", "default": "present", "choices": ["present", "absent"]},
     )
     return spec
@@ -479,10 +526,17 @@ def _count_gateway_fault(conn, allocation, holder, status, reason):
         (allocation["gateway_id"],)).fetchone()
     event(conn, "gateway.fault", gateway=allocation["gateway_id"], allocation=allocation["allocation_id"], step=fault[0],
           cause=fault[1], run=holder, detail={"in_a_row": count})
-    if status == "ready" and limit is not None and count >= limit:
-        return "quarantined", ("it failed %d allocations in a row; the last at its %s step: %s. Fix it, then return it "
-                               "with pool_gateway status=ready" % (count, fault[0], fault[1]))
-    return status, reason
+    if status != "ready" or limit is None or count < limit:
+        return status, reason
+    # The same step failing on other gateways too points at what they share (the platform API, the
+    # edges' network): setting them all aside would empty the pool for someone else's outage.
+    shared = conn.execute("SELECT count(DISTINCT gateway_id) FROM gateway_events WHERE kind = 'gateway.fault' AND step = %s "
+                          "AND gateway_id <> %s AND at > now() - interval '15 minutes'",
+                          (fault[0], allocation["gateway_id"])).fetchone()[0]
+    if shared:
+        return status, reason
+    return "quarantined", ("it failed %d allocations in a row; the last at its %s step: %s. Fix it, then return it "
+                           "with pool_gateway status=ready" % (count, fault[0], fault[1]))
 
 
 def _unlease(call, organization, holder):
@@ -704,6 +758,9 @@ def pool_info(call):
             result["allocations"] = _allocations(conn, "WHERE og.stopped_at IS NULL ORDER BY og.started_at", ())
         result["expired"] = _allocations(conn, "WHERE og.stopped_at IS NULL AND og.status IN ('allocating', 'releasing') "
                                          "AND og.lease_expires_at < now() ORDER BY og.started_at", ())
+        # Checked by reconcile for a session none of its allocations gave them.
+        rows = conn.execute("SELECT %s FROM gateways WHERE status = 'ready' ORDER BY created_at, id" % _GATEWAY_COLUMNS).fetchall()
+        result["ready_gateways"] = [_plain(row, _GATEWAY_COLUMNS.split(", ")) for row in rows]
         # Left resetting by a run that died between ending an allocation and the scrub.
         rows = conn.execute("SELECT %s FROM gateways WHERE status = 'resetting' "
                             "AND updated_at < now() - make_interval(secs => %%s) ORDER BY updated_at" % _GATEWAY_COLUMNS,

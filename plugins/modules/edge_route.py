@@ -35,8 +35,8 @@ description:
     organization's name through this edge (O(listen_url)) is answered 200 by the route's upstream,
     as nginx itself reports (the C(X-Demiurge-Reached) header, its C($upstream_addr)). A route that
     is not is left in place for the caller's rollback, its outcome unknown, and the failure is the
-    gateway's (RV(gateway_fault)): an edge that cannot reach the gateway, such as a gateway bound to
-    127.0.0.1 on another host, never serves its organization.
+    gateway's (RV(gateway_fault)). An edge that cannot reach the gateway (such as a gateway bound to
+    127.0.0.1 on another host) never serves its organization.
   - With O(routes), many organizations' routes change together under one lock, with one C(nginx -t)
     and one reload for the whole batch. Each organization that cannot change (another owner, a bad
     upstream, an entry nginx rejects) fails alone; the batch is halved until nginx accepts the rest,

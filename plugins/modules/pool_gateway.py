@@ -39,10 +39,10 @@ options:
     description:
       - Metadata stored with the gateway. The life cycle reads C(host) (where the gateway runs),
         C(data_dir) (the gateway's data directory, its C(/data)), C(tmp_dir) (its private C(/tmp))
-        and C(service) (how M(demiurge.gateway.gateway_recycle) stops and starts it: C({daemon: {...}})
-        or C({systemd_unit: <unit>})).
+        and C(service) (how M(demiurge.gateway.gateway_recycle) stops and starts it, with the key
+        C(daemon) or C(systemd_unit)).
       - A gateway is put in service (V(ready)) only when its metadata names C(data_dir) and
-        C(service), and C(tmp_dir), when given, as absolute paths: without them every allocation
+        C(service), and C(tmp_dir), when given, as absolute paths. Without them every allocation
         that claimed it would fail and its rollback could not recycle it. Pool migration 5
         quarantines ready gateways registered without them.
     type: dict
@@ -68,6 +68,14 @@ options:
     type: bool
     default: false
     version_added: 0.3.0
+  from_status:
+    description:
+      - Move the gateway to O(status) only when its status is one of these; any other status is
+        left alone, without failing. For a caller that decided on a status it read earlier, which
+        may have changed since (reconcile sets aside a ready gateway only while it is still ready).
+    type: list
+    elements: str
+    version_added: 0.5.0
   state:
     description: Whether the gateway is registered.
     type: str

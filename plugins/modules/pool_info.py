@@ -85,6 +85,13 @@ stale_resetting:
   type: list
   elements: dict
   sample: [{"name": "gw-003", "status": "resetting", "metadata": {"data_dir": "/srv/gw-003/data"}}]
+ready_gateways:
+  description: The gateways that are V(ready) (reconcile checks that none of them holds a session).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"name": "gw-004", "status": "ready", "metadata": {"tmp_dir": "/srv/gw-004/tmp"}}]
+  version_added: 0.5.0
 """
 
 from ansible_collections.demiurge.gateway.plugins.module_utils._pool_ops import POOL_INFO

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.demiurge.gateway.plugins.module_utils._daemon import Daemon
 from ansible_collections.demiurge.gateway.plugins.module_utils._edge_route import ensure_route
 from ansible_collections.demiurge.gateway.plugins.module_utils._paths import state_path
 from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_client import PdnsClient
 from ansible_collections.demiurge.gateway.plugins.module_utils._pdns_rrset import ensure_rrsets
 from invariants import db
-from lifecycle import DOMAIN, ENV, ansible_playbook, gateway_data_dir, live, plain, read_tree, run, write_org_data
+from lifecycle import DOMAIN, ENV, ansible_playbook, eventually, gateway_data_dir, live, plain, read_tree, run, write_org_data
 
 pytestmark = pytest.mark.usefixtures("invariants_hold")
 
@@ -276,6 +277,28 @@ def test_a_gateway_that_keeps_failing_its_handshake_is_set_aside(witness):
     assert stats() == baseline
 
 
+def test_a_session_planted_in_a_ready_gateway_is_scrubbed_by_reconcile(witness):
+    """A ready gateway re-enters at its next start whatever session its /tmp holds: reconcile finds
+    one there, sets the gateway aside and recycles it."""
+    with db() as conn:
+        name, tmp_dir = conn.execute("SELECT name, metadata->>'tmp_dir' FROM gateways WHERE status = 'ready' "
+                                     "ORDER BY created_at DESC LIMIT 1").fetchone()
+    planted = str(uuid.uuid4())
+    (Path(tmp_dir) / "project-config.json").write_text(json.dumps({"organization_id": planted, "organization_token": "t"}))
+    baseline = stats()
+    rc, dummy, out = run("reconcile")
+    assert rc == 0, out[-3000:]
+    assert not (Path(tmp_dir) / "project-config.json").exists()
+    with db() as conn:
+        status, reason = conn.execute("SELECT g.status, e.cause FROM gateway_events e JOIN gateways g ON g.id = e.gateway_id "
+                                      "WHERE g.name = %s AND g.status <> 'retired' AND e.kind = 'gateway.quarantined' "
+                                      "ORDER BY e.id DESC LIMIT 1", (name,)).fetchone()
+    assert status == "ready" and "held organization %s's session" % planted in reason, (status, reason)
+    assert stats() == baseline
+    rc, dummy, out = run("reconcile")
+    assert rc == 0 and "changed=0" in out, "nothing left to do"
+
+
 def run_parallel(playbook, organizations):
     results = [None] * len(organizations)
 
@@ -373,6 +396,32 @@ def test_the_release_snapshot_holds_what_the_gateway_saves_when_it_stops(witness
         assert run("release", organization)[0] == 0
 
 
+def test_a_release_resumed_after_its_gateway_served_again_pushes_again(witness):
+    """A release stopped after its snapshot leaves the gateway stopped; started again (a converge of
+    its host), it serves the organization, whose new work must not be lost to the resumed release."""
+    organization = uuid.uuid4()
+    assert run("allocate", organization)[0] == 0
+    standin_state(organization, {"before": "the snapshot"})
+    refused = {"api_url": os.environ["DEMIURGE_TEST_PDNS_API_URL"], "api_key": "wrong"}
+    rc, dummy, out = run("release", organization, demiurge_pdns_api=refused)
+    assert rc != 0 and "withdraw dns" in out, out[-2000:]
+    with db() as conn:
+        service = conn.execute("SELECT g.metadata->'service'->'daemon' FROM organizations_gateways og JOIN gateways g "
+                               "ON g.id = og.gateway_id WHERE og.organization_id = %s AND og.stopped_at IS NULL",
+                               (str(organization),)).fetchone()[0]
+    Daemon.from_options(service).start()
+    # It re-enters the session once its ready report is answered.
+    eventually("the gateway serves the organization again", lambda: standin_state(organization)["organization"] == str(organization))
+    standin_state(organization, {"after": "the snapshot"})
+    rc, dummy, out = run("release", organization)
+    assert rc == 0, out[-2000:]
+    assert run("allocate", organization)[0] == 0
+    try:
+        assert standin_state(organization)["state"]["edits"] == {"before": "the snapshot", "after": "the snapshot"}
+    finally:
+        assert run("release", organization)[0] == 0
+
+
 def test_shrinking_data_stops_the_release_and_loses_nothing(witness):
     organization = uuid.uuid4()
     assert run("allocate", organization)[0] == 0
@@ -388,6 +437,9 @@ def test_shrinking_data_stops_the_release_and_loses_nothing(witness):
     assert "The gateway was started again and serves the organization" in plain(out)
     assert dns_status(organization) == "NOERROR" and through_edge(organization)[0] == 200
     assert standin_state(organization)["organization"] == str(organization), "it re-entered the organization's session"
+    rc, dummy, out = run("reconcile")
+    assert rc != 0 and "would drop projects present in snapshot" in out, "reconcile resumes the release and stops the same way"
+    assert through_edge(organization)[0] == 200, "and the gateway it stopped for the snapshot serves again"
     write_org_data(data_dir, ["p-1", "p-2"])
     assert run("release", organization)[0] == 0
     assert live(organization) is None

@@ -1,5 +1,6 @@
 """The pool schema under real concurrency: many connections claiming at once."""
 
+import json
 import threading
 import time
 import uuid
@@ -7,8 +8,10 @@ from collections import Counter
 
 import psycopg
 import pytest
+from psycopg import sql
 
-from ansible_collections.demiurge.gateway.plugins.module_utils._pool_migrations import POOL_EXHAUSTED_SQLSTATE
+from ansible_collections.demiurge.gateway.plugins.module_utils._pool_migrations import MIGRATIONS, POOL_EXHAUSTED_SQLSTATE, checksum
+from ansible_collections.demiurge.gateway.plugins.module_utils._pool_schema import ensure_schema
 
 from conftest import add_ready_gateways, connect
 
@@ -165,3 +168,49 @@ def test_release_returns_gateway_through_reset_only(scratch_db):
         conn.execute("CALL proc_gateways_set_ready(%s)", (gateway_id,))
         stats = conn.execute("SELECT ready, allocated, live_allocations FROM func_gateway_stats()").fetchone()
     assert stats == (1, 0, 0)
+
+
+def test_migration_5_sets_aside_every_ready_gateway_the_life_cycle_cannot_run(pg_params):
+    """Gateways registered before pool_gateway checked their metadata: only those it can run stay ready."""
+    params = dict(pg_params, login_db="pooltest_" + uuid.uuid4().hex[:12])
+    with connect(dict(params, login_db="postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(params["login_db"])))
+    daemon = {"daemon": {"name": "gw", "pidfile": "/run/gw.pid", "argv": ["/usr/bin/node", "/srv/gateway.js"]}}
+    cases = {
+        "daemon": ({"data_dir": "/srv/a/data", "tmp_dir": "/srv/a/tmp", "service": daemon}, "ready"),
+        "unit": ({"data_dir": "/srv/b/data", "tmp_dir": "/srv/b/tmp", "service": {"systemd_unit": "gw@1.service"}}, "ready"),
+        "nothing": ({}, "quarantined"),
+        "no-tmp": ({"data_dir": "/srv/c/data", "service": daemon}, "quarantined"),
+        "no-service": ({"data_dir": "/srv/d/data", "tmp_dir": "/srv/d/tmp"}, "quarantined"),
+        "relative": ({"data_dir": "data", "tmp_dir": "/srv/e/tmp", "service": daemon}, "quarantined"),
+        "dot-dot": ({"data_dir": "/srv/../f", "tmp_dir": "/srv/f/tmp", "service": daemon}, "quarantined"),
+        "empty-tmp": ({"data_dir": "/srv/g/data", "tmp_dir": "", "service": daemon}, "quarantined"),
+        "null-data": ({"data_dir": None, "tmp_dir": "/srv/h/tmp", "service": daemon}, "quarantined"),
+        "same-dirs": ({"data_dir": "/srv/i", "tmp_dir": "/srv/i", "service": daemon}, "quarantined"),
+        "empty-service": ({"data_dir": "/srv/j/data", "tmp_dir": "/srv/j/tmp", "service": {}}, "quarantined"),
+        "daemon-string": ({"data_dir": "/srv/k/data", "tmp_dir": "/srv/k/tmp", "service": {"daemon": "gw"}}, "quarantined"),
+        "daemon-empty": ({"data_dir": "/srv/l/data", "tmp_dir": "/srv/l/tmp", "service": {"daemon": {}}}, "quarantined"),
+        "unit-blank": ({"data_dir": "/srv/m/data", "tmp_dir": "/srv/m/tmp", "service": {"systemd_unit": " "}}, "quarantined"),
+    }
+    try:
+        with connect(params, autocommit=True) as conn:
+            conn.execute("CREATE TABLE gateway_schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
+                         "checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+            for migration in MIGRATIONS[:4]:
+                with conn.transaction():
+                    conn.execute(migration.sql)
+                    conn.execute("INSERT INTO gateway_schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                                 (migration.version, migration.name, checksum(migration)))
+            for index, (name, (metadata, dummy)) in enumerate(cases.items()):
+                gateway_id = conn.execute("CALL proc_gateway_new(%s, %s, %s, %s::jsonb)", (
+                    name, "http://127.0.0.1:%d" % (20000 + index), "127.0.0.1:%d" % (20000 + index), json.dumps(metadata))).fetchone()[0]
+                conn.execute("CALL proc_gateways_set_ready(%s)", (gateway_id,))
+        ensure_schema(params, check_mode=False)
+        with connect(params) as conn:
+            found = dict(conn.execute("SELECT name, status FROM gateways").fetchall())
+            causes = conn.execute("SELECT count(*) FROM gateway_events WHERE kind = 'gateway.quarantined' AND cause LIKE 'registered without%'").fetchone()[0]
+        assert found == {name: status for name, (dummy, status) in cases.items()}
+        assert causes == len([case for case in cases.values() if case[1] == "quarantined"])
+    finally:
+        with connect(dict(params, login_db="postgres"), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(params["login_db"])))

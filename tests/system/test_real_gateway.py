@@ -44,11 +44,11 @@ PORT_BASE = int(os.environ["DEMIURGE_TEST_PORT_BASE"]) + 700
 GATEWAYS = Path(state_path(ENV, "gateways"))
 
 
-def converge(state, names=tuple(NAMES), verbose=False):
+def converge(state, names=tuple(NAMES), verbose=False, build=BUILD):
     """Run the collection's role for gateway hosts with the build, as an operator would."""
     play = [{"name": "Real gateways", "hosts": "localhost", "gather_facts": False, "roles": [{
         "role": "demiurge.gateway.gateway_standin", "gateway_standin_names": list(names), "gateway_standin_name_prefix": "rg-",
-        "gateway_standin_port_base": PORT_BASE, "gateway_standin_build": str(BUILD), "gateway_standin_node": NODE,
+        "gateway_standin_port_base": PORT_BASE, "gateway_standin_build": str(build), "gateway_standin_node": NODE,
         "gateway_standin_state": state}]}]
     with tempfile.NamedTemporaryFile("w", suffix=".yml") as playbook:
         json.dump(play, playbook)
@@ -225,6 +225,49 @@ def test_a_kill_during_the_recycle_is_repaired_by_reconcile(offset):
     assert status(name)[0] == "ready", status(name)
     assert session_of(tmp_of(name)) is None and not any(data_of(name).rglob("*"))
     assert through_edge(organization) == 404
+
+
+def plant_session(name):
+    """A session in a ready gateway's /tmp, as one left by something other than this collection."""
+    planted = str(uuid.uuid4())
+    (tmp_of(name) / "project-config.json").write_text(json.dumps(
+        {"organization_id": planted, "organization_name": "planted", "gateway_id": "x", "organization_token": "planted-token",
+         "projects": [], "members": []}))
+    return planted
+
+
+def ready_real_gateway():
+    with db() as conn:
+        return conn.execute("SELECT name FROM gateways WHERE status = 'ready' AND name LIKE 'rg-%' ORDER BY name LIMIT 1").fetchone()[0]
+
+
+def test_a_session_planted_in_a_ready_gateway_is_found_and_scrubbed_by_reconcile():
+    name = ready_real_gateway()
+    planted, before = plant_session(name), pid(name)
+    for attempt in range(2):
+        rc, dummy, out = run("reconcile")
+        assert rc == 0, out[-3000:]
+    with db() as conn:
+        reason = conn.execute("SELECT e.cause FROM gateway_events e JOIN gateways g ON g.id = e.gateway_id WHERE g.name = %s "
+                              "AND e.kind = 'gateway.quarantined' ORDER BY e.id DESC LIMIT 1", (name,)).fetchone()[0]
+    assert "held organization %s's session" % planted in reason, reason
+    assert status(name) == ("ready", None) and pid(name) != before
+    assert sorted(os.listdir(tmp_of(name))) == ["vpn-config.json"]
+
+
+def test_a_new_build_recycles_the_ready_gateways_instead_of_restarting_them(tmp_path):
+    """Restarted, a real gateway re-enters whatever session its /tmp holds; a new build must not give
+    a ready gateway the session planted there."""
+    name = ready_real_gateway()
+    planted, before = plant_session(name), pid(name)
+    rebuilt = tmp_path / "gateway.js"
+    rebuilt.write_bytes(BUILD.read_bytes() + b"\n// rebuilt\n")
+    try:
+        converge("started", build=rebuilt)
+        assert pid(name) != before and status(name) == ("ready", None)
+        assert session_of(tmp_of(name)) is None, "the planted session %s was not re-entered" % planted
+    finally:
+        converge("started")
 
 
 def test_secrets_stay_on_the_gateway_host(real_gateways):

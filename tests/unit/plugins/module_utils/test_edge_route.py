@@ -405,3 +405,13 @@ def test_a_route_that_reaches_its_gateway_counts(edge, monkeypatch):
     finally:
         answers.close()
     assert len(answers.requests) == 2 and len(reloads) == 1
+
+
+@pytest.mark.parametrize("overrides", [{"reach_path": "", "listen_url": "http://127.0.0.1:1"},
+                                       {"reach_path": "/collab/ping", "listen_url": None},
+                                       {"reach_path": "/collab/ping", "listen_url": ""}])
+def test_a_reach_check_that_cannot_run_is_refused_before_anything_changes(edge, overrides):
+    root, reloads = edge
+    with pytest.raises(InvalidInputError, match="reach_path .* needs a path starting with / and the edge's listen_url"):
+        ensure_route(params(root, **overrides), False, Nginx(root, []).run_command, print)
+    assert not shard(root).exists() and reloads == []

@@ -11,6 +11,7 @@ from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 
 from ansible_collections.demiurge.gateway.plugins.module_utils import _gateway_api, _pool_ops
 from ansible_collections.demiurge.gateway.plugins.module_utils._gateway_api import GatewayApiError, handshake, recycle, session_info, wipe
+from ansible_collections.demiurge.gateway.plugins.module_utils._gateway_api import Service as REAL_SERVICE
 from ansible_collections.demiurge.gateway.plugins.module_utils._errors import DatabaseError
 from ansible_collections.demiurge.gateway.plugins.module_utils._module import Call, failure
 
@@ -27,6 +28,8 @@ class Gateway:
     def __call__(self, url, method=None, data=None, headers=None, timeout=None, **kwargs):
         path = url.split("//", 1)[1].split("/", 1)[1]
         self.calls.append((method, "/" + path, json.loads(data) if data else None))
+        if not Service.up:  # a stopped gateway refuses connections
+            raise URLError(ConnectionRefusedError(111, "Connection refused"))
         answer = self.answers["/" + path]
         if isinstance(answer, Exception):
             raise answer
@@ -149,6 +152,7 @@ class Service:
     directory (a gateway that restores state on its own) or fail."""
 
     events = []
+    up = True
 
     def __init__(self, spec, run_command):
         self.spec = spec
@@ -158,9 +162,12 @@ class Service:
 
     def stop(self):
         Service.events.append("stop")
+        Service.up = self.spec.get("survives_stop", False)
+        return False
 
     def start(self):
         Service.events.append("start")
+        Service.up = True
         if self.spec.get("writes_on_start"):
             with open(self.spec["writes_on_start"], "w") as handle:
                 handle.write("{}")
@@ -176,7 +183,7 @@ def recycle_call(data_dir, service=None, state="recycled"):
 
 @pytest.fixture
 def data_dir(tmp_path, monkeypatch):
-    Service.events = []
+    Service.events, Service.up = [], True
     monkeypatch.setattr(_gateway_api, "Service", Service)
     root = tmp_path / "data"
     (root / "projects" / "p-1").mkdir(parents=True)
@@ -195,7 +202,7 @@ def test_recycle_stops_wipes_then_starts_and_checks_health(monkeypatch, data_dir
     assert result == {"changed": True, "verified": True, "healthy": True, "reason": None}
     assert Service.events == ["stop", "start"] and list(data_dir.iterdir()) == []
     assert list((data_dir.parent / "tmp").iterdir()) == [], "the session in its /tmp is gone too"
-    assert gateway.calls == [("GET", "/collab/ping", None)]
+    assert gateway.calls == [("GET", "/collab/ping", None)] * 2, "refused once stopped, answered once started"
 
 
 def test_recycle_removes_what_a_restore_and_a_snapshot_left_beside_the_data(monkeypatch, data_dir):
@@ -260,6 +267,31 @@ def test_started_starts_a_stopped_gateway_and_waits_for_its_health(monkeypatch, 
     monkeypatch.setattr(_gateway_api, "open_url", Gateway({"/collab/ping": 503}))
     with pytest.raises(GatewayApiError, match="did not answer GET /collab/ping with 200 within 0.3 s after its start"):
         recycle(recycle_call(data_dir, {"daemon": {}, "running": False}, state="started"))
+
+
+def test_a_gateway_that_still_answers_after_its_stop_is_not_wiped(monkeypatch, data_dir):
+    """Its pid file lost, the service stop reaches nothing: the process that serves the organization runs on."""
+    monkeypatch.setattr(_gateway_api, "open_url", Gateway({"/collab/ping": 200}))
+    result = recycle(recycle_call(data_dir, {"daemon": {}, "survives_stop": True}))
+    assert not result["verified"] and "still answers GET /collab/ping after its service was stopped" in result["reason"]
+    assert (data_dir / "state.json").exists() and Service.events == ["stop"]
+    with pytest.raises(GatewayApiError, match="still answers GET /collab/ping after its service was stopped"):
+        recycle(recycle_call(data_dir, {"daemon": {}, "survives_stop": True}, state="stopped"))
+
+
+@pytest.mark.parametrize("field, value", [("tmp_dir", None), ("data_dir", "relative/data"), ("tmp_dir", "/srv/gw/../gw/tmp")])
+def test_a_gateway_whose_directories_are_not_plain_absolute_paths_is_not_touched(monkeypatch, data_dir, field, value):
+    monkeypatch.setattr(_gateway_api, "open_url", Gateway({"/collab/ping": 200}))
+    call = recycle_call(data_dir)
+    call.params[field] = value
+    result = recycle(call)
+    assert not result["verified"] and Service.events == [] and (data_dir / "state.json").exists()
+
+
+def test_a_service_description_that_cannot_run_is_a_clear_failure(monkeypatch, data_dir):
+    monkeypatch.setattr(_gateway_api, "Service", REAL_SERVICE)
+    with pytest.raises(GatewayApiError, match="Could not stop gateway gw-1"):
+        recycle(recycle_call(data_dir, {"daemon": {}}, state="stopped"))
 
 
 def test_wipe_keeps_the_directory_and_nothing_in_it(tmp_path):

@@ -191,7 +191,7 @@ def test_pool_info_reads_any_number_of_allocations_in_two_queries(db):
 
 
 GATEWAY = dict(PARAMS, name="gw-1", api_url="http://127.0.0.1:21001", nginx_upstream="127.0.0.1:21001", metadata=None,
-               status=None, status_reason=None, health_path="/collab/ping", health_timeout=1.0, state="present")
+               status=None, status_reason=None, health_path="/collab/ping", health_timeout=1.0, state="present", from_status=None)
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -221,6 +221,24 @@ def test_good_api_urls_are_taken(url):
 RUNNABLE = {"data_dir": "/srv/gw-1/data", "tmp_dir": "/srv/gw-1/tmp", "service": {"systemd_unit": "demiurge-gw-1.service"}}
 
 
+@pytest.mark.parametrize("other, shared", [(("gw-2", "/srv/gw-1/data", "/srv/gw-2/tmp"), "/srv/gw-1/data"),
+                                           (("gw-2", "/srv", "/srv/gw-2/tmp"), "/srv")])
+def test_a_gateway_may_not_share_a_directory_with_another_on_its_host(db, monkeypatch, other, shared):
+    """A recycle wipes a gateway's directories: shared, it would wipe or hand over another organization's data."""
+    monkeypatch.setattr(_pool_ops, "health", lambda url, path, timeout: True)
+    conn = db(("metadata->>'data_dir'", [other]))
+    with pytest.raises(InvalidInputError, match="is inside gateway gw-2's %s|holds, or is inside gateway gw-2's %s" % (shared, shared)):
+        _pool_ops.ensure_gateway(Call(dict(GATEWAY, status="ready", metadata=RUNNABLE, scrubbed=False), False, False, None))
+    assert conn.ran("proc_gateway_new") == []
+
+
+def test_two_gateways_may_not_share_an_address(db):
+    conn = db(("api_url = %s OR nginx_upstream = %s", [("gw-2",)]))
+    with pytest.raises(InvalidInputError, match="gateway gw-2 already uses one of them"):
+        _pool_ops.ensure_gateway(Call(dict(GATEWAY, status="ready", metadata=RUNNABLE, scrubbed=False), False, False, None))
+    assert conn.ran("proc_gateway_new") == []
+
+
 def test_a_gateway_is_put_in_service_only_when_healthy(db, monkeypatch):
     monkeypatch.setattr(_pool_ops, "health", lambda url, path, timeout: False)
     conn = db()
@@ -229,13 +247,22 @@ def test_a_gateway_is_put_in_service_only_when_healthy(db, monkeypatch):
     assert conn.ran("proc_gateway_new") == [] and conn.ran("proc_gateways_set_ready") == []
 
 
+UNIT = {"systemd_unit": "gw.service"}
+
+
 @pytest.mark.parametrize("metadata, lacks", [
     (None, "data_dir"),  # pool_gateway's example once showed this; every allocation claiming it then broke
-    ({"data_dir": "/srv/gw-1/data"}, "service"),
-    ({"data_dir": "relative/data", "service": {"systemd_unit": "gw"}}, "data_dir"),
-    ({"data_dir": "/d", "tmp_dir": "", "service": {"systemd_unit": "gw"}}, "tmp_dir"),
-    ({"data_dir": "/d", "service": {"systemd_unit": ""}}, "service"),
-    ({"data_dir": "/d", "service": {"daemon": "gw"}}, "service"),
+    ({"data_dir": "/srv/gw-1/data", "tmp_dir": "/srv/gw-1/tmp"}, "service"),
+    ({"data_dir": "/srv/gw-1/data", "service": UNIT}, "tmp_dir"),  # its session would outlive every recycle
+    ({"data_dir": "relative/data", "tmp_dir": "/t", "service": UNIT}, "data_dir"),
+    ({"data_dir": "/", "tmp_dir": "/t", "service": UNIT}, "data_dir"),
+    ({"data_dir": "/srv/gw-4/data/../../gw-3/data", "tmp_dir": "/t", "service": UNIT}, "data_dir"),
+    ({"data_dir": "/srv/data\n", "tmp_dir": "/t", "service": UNIT}, "data_dir"),
+    ({"data_dir": "/d", "tmp_dir": "", "service": UNIT}, "tmp_dir"),
+    ({"data_dir": "/d", "tmp_dir": "/t", "service": {"systemd_unit": " "}}, "service"),
+    ({"data_dir": "/d", "tmp_dir": "/t", "service": {"daemon": "gw"}}, "service"),
+    ({"data_dir": "/d", "tmp_dir": "/t", "service": {"daemon": {}}}, "service.daemon"),
+    ({"data_dir": "/d", "tmp_dir": "/d/tmp", "service": UNIT}, "data_dir and tmp_dir that are distinct"),
 ])
 def test_a_gateway_the_life_cycle_cannot_run_is_not_put_in_service(db, monkeypatch, metadata, lacks):
     monkeypatch.setattr(_pool_ops, "health", lambda url, path, timeout: True)
@@ -295,9 +322,16 @@ ALLOCATION = {"allocation_id": "a-1", "gateway_id": "g-1", "gateway_name": "gw-1
 ])
 def test_a_gateway_that_keeps_failing_its_handshake_is_set_aside(in_a_row, expected):
     conn = Connection([("FROM allocation_steps", [("handshake", "refused")]),
-                       ("UPDATE gateways SET faults_in_a_row", [(in_a_row, 3)])])
+                       ("UPDATE gateways SET faults_in_a_row", [(in_a_row, 3)]), ("count(DISTINCT gateway_id)", [(0,)])])
     assert _pool_ops._count_gateway_fault(conn, ALLOCATION, "run-1", "ready", None) == expected
     assert conn.ran("INSERT INTO gateway_events")[0][:2] == ("gateway.fault", "g-1")
+
+
+def test_a_fault_other_gateways_share_sets_none_aside():
+    """The platform API down fails every gateway's handshake: quarantining each would empty the pool."""
+    conn = Connection([("FROM allocation_steps", [("handshake", "never exchanged its token")]),
+                       ("UPDATE gateways SET faults_in_a_row", [(3, 3)]), ("count(DISTINCT gateway_id)", [(1,)])])
+    assert _pool_ops._count_gateway_fault(conn, ALLOCATION, "run-1", "ready", None) == ("ready", None)
 
 
 def test_a_failure_that_is_not_the_gateways_counts_nothing():
