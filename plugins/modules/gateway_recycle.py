@@ -35,7 +35,9 @@ attributes:
     support: none
   idempotent:
     support: partial
-    details: With O(state=recycled) every call restarts the gateway; that is its purpose. V(stopped) and V(started) change nothing when the gateway already is so.
+    details:
+      - With O(state=recycled) every call restarts the gateway; that is its purpose.
+      - V(stopped) and V(started) change nothing when the gateway already is so.
 options:
   name:
     description: The gateway's name, for the messages.

@@ -54,7 +54,8 @@ class Population:
 
     def route(self, members, present=True, upstream=None, force=False):
         params = {"config_root": self.edge_root, "config_file": None, "domain": self.zone, "force": force,
-                  "listen_url": self.listen_url, "nginx_binary": "/usr/sbin/nginx", "reload_timeout": 10, "lock_timeout": 60, "reach_path": None, "reach_timeout": 5}
+                  "listen_url": self.listen_url, "nginx_binary": "/usr/sbin/nginx", "reload_timeout": 10, "lock_timeout": 60,
+                  "reach_path": None, "reach_timeout": 5}
         items = [{"organization": o, "owner": a, "upstream": upstream or self.upstream, "state": "present" if present else "absent"}
                  for o, a in members]
         done, refused, dummy = change_routes(params, items, False, run_command, print)

@@ -270,6 +270,22 @@ def test_a_new_build_recycles_the_ready_gateways_instead_of_restarting_them(tmp_
         converge("started")
 
 
+def test_a_gateway_sees_its_own_directories_and_nothing_else_of_the_environment():
+    """Like its container in the platform: its /data and /tmp, its program; not the other gateways'
+    data and sessions, the environment's secrets or the logs (read through its own root)."""
+    name = ready_real_gateway()
+    view = Path("/proc/%d/root" % pid(name))
+    assert sorted(os.listdir(view / "tmp")) == ["vpn-config.json"] and os.listdir(view / "data") == []
+    (data_of(name) / "mine").write_text("x")
+    try:
+        assert os.listdir(view / "data") == ["mine"], "its /data is its own data directory"
+    finally:
+        (data_of(name) / "mine").unlink()
+    assert (view / "opt/demiurge-gateway/gateway-build.js").is_file()
+    for hidden in (GATEWAYS, Path(state_path(ENV, "secrets")), Path(state_path(ENV, "log")), Path(state_path(ENV))):
+        assert not (view / str(hidden).lstrip("/")).exists(), "%s is in the gateway's view" % hidden
+
+
 def test_secrets_stay_on_the_gateway_host(real_gateways):
     """GATEWAY_TOKEN and GATEWAY_HMAC_SECRET: in no pool table, no task output (-vvv), no log others can read."""
     secrets = []

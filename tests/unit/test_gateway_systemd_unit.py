@@ -2,7 +2,6 @@
 templating and checked by systemd's own parser (systemd-analyze verify). No machine here runs
 systemd as PID 1, so the units are not started in the suite: this is what proves them."""
 
-import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -26,7 +25,8 @@ def render(tmp_path, kind):
             "environment_files": [str(gateways / "gw-001" / "secrets.env"), str(gateways / "gw-001" / "identity.env")],
             "log_file": str(tmp_path / "gw-001.log")}
     variables = {"ansible_managed": "Ansible managed", "gateway_standin_env_name": "test-001", "gateway_standin_node": "/bin/sh",
-                 "__gateway_standin_dir": str(gateways), "__gateway_standin_kind": kind, "__gateway_standin_unit": unit}
+                 "__gateway_standin_dir": str(gateways), "__gateway_standin_kind": kind, "__gateway_standin_unit": unit,
+                 "__gateway_standin_program_dir": "/opt/demiurge-gateway", "__gateway_standin_state_root": str(tmp_path)}
     text = Templar(loader=DataLoader(), variables=variables).template(trust_as_template(TEMPLATE.read_text()))
     path = tmp_path / "demiurge-gateway-test-001-gw-001.service"
     path.write_text(text)
@@ -45,6 +45,9 @@ def test_the_unit_parses_and_keeps_secrets_out(tmp_path, kind):
     if kind == "build":
         assert "BindPaths=%s:/data" % (tmp_path / "gateways" / "gw-001" / "data") in text
         assert "BindPaths=%s:/tmp" % (tmp_path / "gateways" / "gw-001" / "tmp") in text
+        # Every environment's state (other gateways, secrets, logs) is out of its view; its program is not.
+        assert "InaccessiblePaths=%s" % tmp_path in text
+        assert "ExecStart=/bin/sh /opt/demiurge-gateway/gateway-build.js" in text
 
 
 def test_values_are_quoted_as_systemd_unquotes_them(tmp_path):
