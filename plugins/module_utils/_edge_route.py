@@ -224,39 +224,30 @@ class Edge:
                             hint="Start it with the demiurge.gateway.edge role")
         os.kill(pid, signal.SIGHUP)
 
-    def served_upstream(self, host):
-        """Upstream the live nginx maps host to ('' for none), via one HTTP request."""
+    def _ask(self, method, path, host, timeout):
+        """(status, {lower-case header: value}) of one request for host to the live nginx."""
         match = re.match(r"^http://([^/:]+):(\d+)", self.listen_url)
-        with socket.create_connection((match.group(1), int(match.group(2))), timeout=2) as conn:
-            conn.sendall(("HEAD /.well-known/demiurge-route HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % host).encode())
+        with socket.create_connection((match.group(1), int(match.group(2))), timeout=timeout) as conn:
+            conn.settimeout(timeout)
+            conn.sendall(("%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (method, path, host)).encode())
             head = b""
             while b"\r\n\r\n" not in head:
                 chunk = conn.recv(4096)
                 if not chunk:
                     break
                 head += chunk
-        for line in head.decode("latin-1").split("\r\n")[1:]:
-            name, dummy, value = line.partition(":")
-            if name.strip().lower() == UPSTREAM_HEADER.lower():
-                return value.strip()
-        return ""
+        lines = head.decode("latin-1").split("\r\n\r\n")[0].split("\r\n")
+        status = int(lines[0].split(" ")[1]) if lines[0].startswith("HTTP/") else 0
+        return status, {name.strip().lower(): value.strip() for name, dummy, value in (line.partition(":") for line in lines[1:])}
+
+    def served_upstream(self, host):
+        """Upstream the live nginx maps host to ('' for none), via one HTTP request."""
+        return self._ask("HEAD", "/.well-known/demiurge-route", host, 2)[1].get(UPSTREAM_HEADER.lower(), "")
 
     def reached(self, host, path, timeout):
         """(status, address nginx reached) of one GET of path for host through the edge: the
         edge's own word for which gateway answered, not the gateway's."""
-        match = re.match(r"^http://([^/:]+):(\d+)", self.listen_url)
-        with socket.create_connection((match.group(1), int(match.group(2))), timeout=timeout) as conn:
-            conn.settimeout(timeout)
-            conn.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path, host)).encode())
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    break
-                head += chunk
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ")[1]) if lines[0].startswith("HTTP/") else 0
-        headers = {name.strip().lower(): value.strip() for name, dummy, value in (line.partition(":") for line in lines[1:])}
+        status, headers = self._ask("GET", path, host, timeout)
         return status, headers.get(REACHED_HEADER.lower(), "")
 
     def wait_reached(self, host, upstream, path, timeout):
